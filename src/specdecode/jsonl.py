@@ -1,0 +1,170 @@
+"""Strict, helpful JSONL reading and atomic writing.
+
+A bad line stops the command with ``path:line: what is wrong`` (exit code 2) unless
+``skip_invalid`` is set, in which case bad lines are counted and reported once.
+Byte-order marks, CRLF line ends, blank lines and extra fields are accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from specdecode.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+stderr = Console(stderr=True)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first problem pydantic found, naming the field."""
+    err = exc.errors()[0]
+    loc = ""
+    for part in err["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    if err["type"] == "missing":
+        return f"missing field '{loc}'"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+@dataclass
+class ReadReport:
+    """What a read kept and skipped."""
+
+    path: Path
+    kept: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; raise InputError on bad JSON."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a JSONL file", path) from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"invalid UTF-8 at byte {exc.start}", path, number) from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, number) from None
+        if not isinstance(obj, dict):
+            raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, number)
+        yield number, obj
+
+
+def read_records(
+    path: str | Path,
+    model: type[M],
+    *,
+    skip_invalid: bool = False,
+    unique_ids: bool = True,
+    report: ReadReport | None = None,
+) -> list[M]:
+    """Read and validate every line of ``path`` as ``model``.
+
+    Raises InputError naming the file and line, or with ``skip_invalid`` counts the bad
+    lines in ``report`` and prints one warning.
+    """
+    path = Path(path)
+    report = report if report is not None else ReadReport(path)
+    records: list[M] = []
+    seen: dict[str, int] = {}
+    lines = iter_json_lines(path)
+    while True:
+        try:
+            number, obj = next(lines)
+            record = model.model_validate(obj)
+            rid = getattr(record, "id", None)
+            if unique_ids and rid is not None:
+                if rid in seen:
+                    raise InputError(f"duplicate id {rid!r} (first on line {seen[rid]})", path, number)
+                seen[rid] = number
+        except StopIteration:
+            break
+        except ValidationError as exc:
+            err = InputError(describe_validation_error(exc), path, number)
+            if not skip_invalid:
+                raise err from None
+            report.skipped.append(err.message)
+            continue
+        except InputError as err:
+            if not skip_invalid or err.line is None:
+                raise
+            report.skipped.append(err.message)
+            continue
+        records.append(record)
+    report.kept = len(records)
+    if report.skipped:
+        stderr.print(
+            f"[yellow]warning:[/] skipped {len(report.skipped)} invalid line(s) in {path} "
+            f"(first: {report.skipped[0]})",
+            highlight=False,
+        )
+    return records
+
+
+def _to_jsonable(item: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(item, BaseModel):
+        return item.model_dump(mode="json", exclude_none=True)
+    return item
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_jsonl(path: str | Path, items: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Write items as JSONL atomically (temporary file + rename). Returns the count."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        for item in items:
+            fh.write(json.dumps(_to_jsonable(item), ensure_ascii=False) + "\n")
+            count += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    return count
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write one JSON document atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def append_jsonl(path: str | Path, item: BaseModel | dict[str, Any]) -> None:
+    """Append one line and flush it to disk (used by resumable runs)."""
+    with open(path, "a", encoding="utf-8", newline="\n") as fh:
+        fh.write(json.dumps(_to_jsonable(item), ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

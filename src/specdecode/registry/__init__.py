@@ -1,0 +1,73 @@
+"""Tool registries: the shipped 4-tool and 17-tool sets, or a user's YAML/JSON file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from specdecode.errors import InputError
+from specdecode.jsonl import describe_validation_error
+from specdecode.records import ToolSpec
+
+BUILTIN = ("tools4", "tools17")
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An ordered set of tools, addressable by name."""
+
+    name: str
+    tools: tuple[ToolSpec, ...]
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tools]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise InputError(f"duplicate tool names: {', '.join(sorted(dup))}", self.name)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tools]
+
+    def get(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+    def subset(self, names: list[str] | None) -> list[ToolSpec]:
+        """The tools offered for one record: its ``tools`` list, or the whole registry."""
+        if not names:
+            return list(self.tools)
+        # Names that the registry does not know still appear (with a generic description).
+        return [self.get(n) or ToolSpec(name=n, description="(not in registry)") for n in names]
+
+
+def load_registry(name_or_path: str | Path) -> Registry:
+    """Load ``tools4``/``tools17`` or a YAML/JSON file holding a list of tools."""
+    key = str(name_or_path)
+    if key in BUILTIN:
+        text = resources.files("specdecode.registry").joinpath(f"{key}.yaml").read_text("utf-8")
+        source = key
+    else:
+        path = Path(key)
+        if not path.is_file():
+            raise InputError(f"no such registry file (built-in: {', '.join(BUILTIN)})", path)
+        text, source = path.read_text("utf-8"), str(path)
+    try:
+        data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot parse registry: {exc}".splitlines()[0], source) from None
+    if isinstance(data, dict) and "tools" in data:
+        data = data["tools"]
+    if not isinstance(data, list) or not data:
+        raise InputError("a registry is a non-empty list of tools", source)
+    tools = []
+    for index, item in enumerate(data):
+        try:
+            tools.append(ToolSpec.model_validate(item))
+        except ValidationError as exc:
+            raise InputError(f"tool {index}: {describe_validation_error(exc)}", source) from None
+    return Registry(name=source, tools=tuple(tools))

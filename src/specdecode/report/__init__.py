@@ -1,0 +1,1 @@
+"""Stage 8 — Markdown/HTML reports with plots (not built yet)."""

@@ -1,0 +1,1 @@
+"""Stage 7 — speculation replay and executor (not built yet)."""
