@@ -88,11 +88,13 @@ def _read_keyed(path: Path, skip_invalid: bool) -> list[dict]:
 @gaia_app.command("split")
 def gaia_split(
     input: Annotated[Path, typer.Argument(help="JSONL of questions or traces (needs id, level).")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", "--out_dir", help="Writes train/val/test.jsonl here.")],
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", "--out_dir", help="Writes train/val/test.jsonl here.")],
     seed: Annotated[int, typer.Option(help="Shuffle seed; the same seed gives identical files.")] = 42,
     ratios: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.75,0.125,0.125",
     per_question_dirs: Annotated[bool, typer.Option(
-        "--per-question-dirs", help="Also write <out-dir>/<split>/<id>.json, one file per question.")] = False,
+        "--per-question-dirs",
+        help="Also write <out-dir>/<split>/<id>.json, one file per question.")] = False,
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Split by level: every level with ≥ 3 items appears in every split."""
@@ -129,7 +131,8 @@ def _print_levels(files: dict[Path, list[dict]]) -> None:
 
 @gaia_app.command("levels")
 def gaia_levels(
-    files: Annotated[list[Path], typer.Argument(help="JSONL files, one split each (e.g. train.jsonl val.jsonl).")],
+    files: Annotated[list[Path], typer.Argument(
+        help="JSONL files, one split each (e.g. train.jsonl val.jsonl).")],
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Print a table of counts per level and split."""
@@ -191,8 +194,8 @@ def data_convert(
     form: Annotated[str, typer.Option(help="plain: trace as JSON text; native: tool_calls + tool "
                                       "messages; steps: one example per next call.")] = "steps",
     registry: RegistryOpt = "tools4",
-    tool_style: Annotated[str, typer.Option("--tool-style", "--tool_style",
-                                            help="compact (short prompts) or json (full schemas).")] = "compact",
+    tool_style: Annotated[str, typer.Option(
+        "--tool-style", "--tool_style", help="compact (short prompts) or json (full schemas).")] = "compact",
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Turn traces into chat JSONL for training and evaluation."""
@@ -230,9 +233,28 @@ def data_validate(
           + (f", {len(report.skipped)} skipped" if report.skipped else ""))
 
 
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
+    n: Annotated[int, typer.Option("--n", min=8, help="Synthetic questions.")] = 160,
+    seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+) -> None:
+    """Run the whole pipeline offline on the embedded model and write a report."""
+    from specdecode.demo import run_demo
+
+    report = run_demo(out, n=n, seed=seed)
+    _done(f"demo finished → {report}")
+    console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
 def main() -> None:
-    """Entry point of the ``specdecode`` command."""
-    app()
+    """Entry point of the ``specdecode`` command: bad input ends with one line and exit code 2."""
+    try:
+        app()
+    except InputError as exc:
+        err_console.print(f"[red]error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True)
+        raise SystemExit(InputError.exit_code) from None
 
 
 __all__ = ["InputError", "app", "iter_json_lines", "main"]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 
-
-class InputError(click.ClickException):
+class InputError(Exception):
     """Bad user input: printed as ``path:line: what is wrong``, exit code 2, no traceback."""
 
     exit_code = 2
@@ -19,4 +17,5 @@ class InputError(click.ClickException):
         where = ""
         if self.path is not None:
             where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
-        super().__init__(where + message)
+        self.message = where + message
+        super().__init__(self.message)

@@ -46,30 +46,40 @@ class ReadReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line; raise InputError on bad JSON."""
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes().removeprefix(b"\xef\xbb\xbf")
     except FileNotFoundError:
         raise InputError("file not found", path) from None
     except IsADirectoryError:
         raise InputError("is a directory, expected a JSONL file", path) from None
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+
+
+def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
+    """Yield ``(line_number, object or the error for that line)`` for each non-blank line."""
+    for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue
         try:
-            text = raw.decode("utf-8")
+            obj = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise InputError(f"invalid UTF-8 at byte {exc.start}", path, number) from None
-        try:
-            obj = json.loads(text)
+            yield number, InputError(f"invalid UTF-8 at byte {exc.start}", path, number)
         except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, number) from None
-        if not isinstance(obj, dict):
-            raise InputError(f"expected a JSON object, got {type(obj).__name__}", path, number)
-        yield number, obj
+            yield number, InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, number)
+        else:
+            if isinstance(obj, dict):
+                yield number, obj
+            else:
+                yield number, InputError(f"expected a JSON object, got {type(obj).__name__}", path, number)
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; raise InputError on a bad line."""
+    for number, item in _parse_lines(Path(path)):
+        if isinstance(item, InputError):
+            raise item
+        yield number, item
 
 
 def read_records(
@@ -89,18 +99,16 @@ def read_records(
     report = report if report is not None else ReadReport(path)
     records: list[M] = []
     seen: dict[str, int] = {}
-    lines = iter_json_lines(path)
-    while True:
+    for number, item in _parse_lines(path):
         try:
-            number, obj = next(lines)
-            record = model.model_validate(obj)
+            if isinstance(item, InputError):
+                raise item
+            record = model.model_validate(item)
             rid = getattr(record, "id", None)
             if unique_ids and rid is not None:
                 if rid in seen:
                     raise InputError(f"duplicate id {rid!r} (first on line {seen[rid]})", path, number)
                 seen[rid] = number
-        except StopIteration:
-            break
         except ValidationError as exc:
             err = InputError(describe_validation_error(exc), path, number)
             if not skip_invalid:
@@ -108,7 +116,7 @@ def read_records(
             report.skipped.append(err.message)
             continue
         except InputError as err:
-            if not skip_invalid or err.line is None:
+            if not skip_invalid:
                 raise
             report.skipped.append(err.message)
             continue
@@ -119,6 +127,7 @@ def read_records(
             f"[yellow]warning:[/] skipped {len(report.skipped)} invalid line(s) in {path} "
             f"(first: {report.skipped[0]})",
             highlight=False,
+            soft_wrap=True,
         )
     return records
 

@@ -26,10 +26,13 @@ _JOBS = ["composer", "botanist", "novelist", "architect", "chess player", "carto
          "physicist", "painter", "engineer", "poet"]
 _EVENTS = ["Festival of Lanterns", "Open Chess Congress", "Harbour Regatta",
            "Symposium on Tidal Energy", "Choir Olympiad", "Glass Arts Biennale"]
-_UNITS = [("miles", "kilometres", 1.609344), ("feet", "metres", 0.3048),
-          ("pounds", "kilograms", 0.45359237), ("gallons", "litres", 3.785411784),
-          ("inches", "centimetres", 2.54), ("nautical miles", "kilometres", 1.852)]
-_OBJECTS = ["bridge", "canal", "hiking trail", "pipeline", "runway", "sea wall", "tunnel"]
+# (from, to, factor, objects, how the size is said)
+_UNITS = [("miles", "kilometres", 1.609344, ["canal", "hiking trail", "pipeline"], "long"),
+          ("feet", "metres", 0.3048, ["bridge", "runway", "sea wall", "tunnel"], "long"),
+          ("inches", "centimetres", 2.54, ["banner", "scroll", "tapestry"], "long"),
+          ("nautical miles", "kilometres", 1.852, ["ferry route", "regatta course"], "long"),
+          ("pounds", "kilograms", 0.45359237, ["bell", "statue", "anchor"], "heavy"),
+          ("gallons", "litres", 3.785411784, ["cistern", "fountain basin", "water tower"], "in volume")]
 _INDICATORS = [("GDP growth (annual %)", "NY.GDP.MKTP.KD.ZG"),
                ("inflation, consumer prices (annual %)", "FP.CPI.TOTL.ZG"),
                ("life expectancy at birth (years)", "SP.DYN.LE00.IN"),
@@ -99,12 +102,12 @@ def _birth_year(b: _Builder) -> tuple[str, str]:
 
 
 def _unit_conversion(b: _Builder) -> tuple[str, str]:
-    src, dst, factor = b.rng.choice(_UNITS)
-    obj, x = b.rng.choice(_OBJECTS), round(b.rng.uniform(2, 900), 1)
+    src, dst, factor, objects, size = b.rng.choice(_UNITS)
+    obj, x = b.rng.choice(objects), round(b.rng.uniform(2, 900), 1)
     value = round(x * factor, 2)
     b.step("calc", f"Multiply by the {src}-to-{dst} factor {factor}.", _num(value),
            expression=f"{x} * {factor}")
-    question = f"The {_city(b.rng)} {obj} is {x} {src} long. How long is it in {dst}, to two decimals?"
+    question = f"The {_city(b.rng)} {obj} is {x} {src} {size}. What is that in {dst}, to two decimals?"
     return question, b.answer(_num(value))
 
 
@@ -223,7 +226,8 @@ def _image_sign(b: _Builder) -> tuple[str, str]:
 
 
 def _image_count(b: _Builder) -> tuple[str, str]:
-    fname, thing, n = f"{_word(b.rng).lower()}.png", b.rng.choice(["boats", "birds", "chairs", "lamps"]), b.rng.randint(2, 40)
+    fname = f"{_word(b.rng).lower()}.png"
+    thing, n = b.rng.choice(["boats", "birds", "chairs", "lamps"]), b.rng.randint(2, 40)
     q = f"How many {thing} are in the picture?"
     b.step("vision", "Ask the vision model to count.", f"There are {n} {thing}.", image_path=fname,
            question=q)
@@ -270,12 +274,16 @@ def synthesize(n: int, seed: int = 0, registry: str = "tools4") -> list[TraceRec
 
     names = load_registry(registry).names
     rng = random.Random(f"specdecode-synth:{registry}:{seed}")
-    records = []
-    for _ in range(n):
+    records: list[TraceRecord] = []
+    seen: set[str] = set()
+    while len(records) < n:
         family = rng.choice(FAMILIES[registry])
         search = "search" if registry == "tools4" else rng.choice(_SEARCH17)
         builder = _Builder(rng=rng, registry=registry, search_name=search)
         question, answer = family(builder)
+        if question in seen:  # rare collisions of invented names: draw again
+            continue
+        seen.add(question)
         task_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         records.append(TraceRecord(
             id=task_id, question=question, level=level_for(len(builder.steps)),
