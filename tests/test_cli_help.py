@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
 
-COMMANDS = [[], ["gaia"], ["data"], ["gaia", "load"], ["gaia", "split"], ["gaia", "levels"],
-            ["gaia", "annotator-traces"], ["data", "synth"], ["data", "convert"], ["data", "validate"],
-            ["demo"]]
+COMMANDS = [
+    [],
+    ["gaia"],
+    ["data"],
+    ["gaia", "load"],
+    ["gaia", "split"],
+    ["gaia", "levels"],
+    ["gaia", "annotator-traces"],
+    ["data", "synth"],
+    ["data", "convert"],
+    ["data", "validate"],
+    ["demo"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")

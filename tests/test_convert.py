@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import run_cli
+
 from specdecode import ChatRecord, load_registry, read_records
 from specdecode.data import convert, synthesize
 from specdecode.prompts import PromptOptions, next_call_messages, render_tools
@@ -24,7 +25,10 @@ def test_steps_form_has_one_example_per_call_with_the_gold_prefix() -> None:
     assert json.dumps(trace.trace[0].action.arguments)[1:-1] in user
     assert trace.trace[1].observation.split()[0] in user
     target = json.loads(third.messages[-1].content)
-    assert target == {"tool_name": trace.trace[2].action.tool_name, "arguments": trace.trace[2].action.arguments}
+    assert target == {
+        "tool_name": trace.trace[2].action.tool_name,
+        "arguments": trace.trace[2].action.arguments,
+    }
     # only the offered tools are listed: the distractors yes, the rest of the registry no
     system = third.messages[0].content
     offered = set(trace.tools)
@@ -38,7 +42,12 @@ def test_native_form_carries_tool_calls_results_and_schemas() -> None:
     calls = [m for m in chat.messages if m.role == "assistant"]
     assert [m.tool_calls[0].function.name for m in calls] == [s.action.tool_name for s in trace.trace]
     assert sum(m.role == "tool" for m in chat.messages) == sum(bool(s.observation) for s in trace.trace)
-    assert {t["function"]["name"] for t in chat.tools} == {"search", "wikipedia", "calculator", "final_answer"}
+    assert {t["function"]["name"] for t in chat.tools} == {
+        "search",
+        "wikipedia",
+        "calculator",
+        "final_answer",
+    }
     ChatRecord.model_validate(chat.model_dump())
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from conftest import GAIA_ROWS, run_cli
+
 from specdecode import QuestionRecord, TraceRecord, read_records
 from specdecode.gaia import MappingReport, annotator_trace, load_local
 
@@ -50,8 +50,9 @@ def test_load_errors_are_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no metadata.jsonl" in proc.stderr
     folder = tmp_path / "g" / "2023" / "validation"
     folder.mkdir(parents=True)
-    (folder / "metadata.jsonl").write_text(json.dumps(GAIA_ROWS[0]) + "\n" + json.dumps(
-        {**GAIA_ROWS[1], "Level": "seven"}) + "\n")
+    (folder / "metadata.jsonl").write_text(
+        json.dumps(GAIA_ROWS[0]) + "\n" + json.dumps({**GAIA_ROWS[1], "Level": "seven"}) + "\n"
+    )
     proc = run_cli("gaia", "load", tmp_path / "g", "--out", tmp_path / "q.jsonl")
     assert proc.returncode == 2 and "metadata.jsonl:2: level" in proc.stderr
     assert not (tmp_path / "q.jsonl").exists()
@@ -75,9 +76,15 @@ def test_annotator_tools4_and_empty_steps() -> None:
     report = MappingReport()
     q = QuestionRecord(id="x", question="q?", annotator_metadata={"Steps": "", "Tools": "None"})
     assert annotator_trace(q, "tools4", report) is None and report.skipped == ["x"]
-    q = QuestionRecord(id="y", question="q?", final_answer="3",
-                       annotator_metadata={"Steps": "1. Searched the web for x\n2. Computed 1+2",
-                                           "Tools": "1. Search engine"})
+    q = QuestionRecord(
+        id="y",
+        question="q?",
+        final_answer="3",
+        annotator_metadata={
+            "Steps": "1. Searched the web for x\n2. Computed 1+2",
+            "Tools": "1. Search engine",
+        },
+    )
     trace = annotator_trace(q, "tools4", report)
     assert [s.action.tool_name for s in trace.trace] == ["search", "final_answer"]
     assert trace.trace[-1].thought == "Computed 1+2"

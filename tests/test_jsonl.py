@@ -10,14 +10,22 @@ import pytest
 from specdecode import ChatRecord, InputError, TraceRecord, read_records, write_jsonl
 from specdecode.jsonl import ReadReport, atomic_path
 
-TRACE = {"id": "a", "question": "q?", "trace": [
-    {"thought": "t", "action": {"tool_name": "search", "arguments": {"query": "x"}}}]}
+TRACE = {
+    "id": "a",
+    "question": "q?",
+    "trace": [{"thought": "t", "action": {"tool_name": "search", "arguments": {"query": "x"}}}],
+}
 
 
 def test_bom_crlf_blank_lines_and_extra_fields_are_accepted(tmp_path: Path) -> None:
     second = dict(TRACE, id="b", custom={"kept": True})
-    raw = (b"\xef\xbb\xbf" + json.dumps(TRACE).encode() + b"\r\n\r\n   \n"
-           + json.dumps(second).encode() + b"\r\n")
+    raw = (
+        b"\xef\xbb\xbf"
+        + json.dumps(TRACE).encode()
+        + b"\r\n\r\n   \n"
+        + json.dumps(second).encode()
+        + b"\r\n"
+    )
     path = tmp_path / "t.jsonl"
     path.write_bytes(raw)
     records = read_records(path, TraceRecord)
@@ -26,8 +34,18 @@ def test_bom_crlf_blank_lines_and_extra_fields_are_accepted(tmp_path: Path) -> N
 
 
 def test_arguments_given_as_json_string_are_parsed(tmp_path: Path) -> None:
-    chat = {"id": "c", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [
-        {"type": "function", "function": {"name": "search", "arguments": "{\"query\": \"x\"}"}}]}]}
+    chat = {
+        "id": "c",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "search", "arguments": '{"query": "x"}'}}
+                ],
+            },
+        ],
+    }
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps(chat) + "\n")
     [record] = read_records(path, ChatRecord)

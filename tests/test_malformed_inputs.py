@@ -49,7 +49,8 @@ def test_missing_file_and_bad_registry_are_one_line_errors(tmp_path: Path) -> No
     assert proc.returncode == 2 and "nope.jsonl: file not found" in proc.stderr
     bad = tmp_path / "reg.yaml"
     bad.write_text("- name: x\n  description: ''\n")
-    proc = run_cli("data", "convert", CORPUS / "missing_trace.jsonl", "--registry", bad, "--out",
-                   tmp_path / "o.jsonl")
+    proc = run_cli(
+        "data", "convert", CORPUS / "missing_trace.jsonl", "--registry", bad, "--out", tmp_path / "o.jsonl"
+    )
     assert proc.returncode == 2 and "reg.yaml: tool 0: description" in proc.stderr
     assert "Traceback" not in proc.stderr

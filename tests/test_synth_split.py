@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from specdecode import TraceRecord, load_registry, read_records
 from specdecode.data import synthesize
 from specdecode.gaia.split import split_counts, stratified_split
@@ -34,12 +34,20 @@ def test_synth_split_levels_reproducible_and_stratified(tmp_path: Path) -> None:
         for level, total in per_level.items():
             share = {"train": 0.75, "val": 0.125, "test": 0.125}[split]
             assert abs(levels[level] - total * share) <= 1
-    proc = run_cli("gaia", "levels", *(tmp_path / "a" / "split" / f"{s}.jsonl" for s in ("train", "val", "test")),
-                   check=True)
+    proc = run_cli(
+        "gaia",
+        "levels",
+        *(tmp_path / "a" / "split" / f"{s}.jsonl" for s in ("train", "val", "test")),
+        check=True,
+    )
     train = Counter(t.level for t in read_records(tmp_path / "a/split/train.jsonl", TraceRecord))
     row = next(line for line in proc.stdout.splitlines() if "train" in line)
-    assert [int(x) for x in row.replace("│", " ").split()[1:]] == [train[1], train[2], train[3],
-                                                                   sum(train.values())]
+    assert [int(x) for x in row.replace("│", " ").split()[1:]] == [
+        train[1],
+        train[2],
+        train[3],
+        sum(train.values()),
+    ]
 
 
 def test_other_seed_gives_other_data(tmp_path: Path) -> None:
@@ -92,8 +100,12 @@ def test_split_ignores_input_order() -> None:
 
 def test_split_writes_per_question_folders(tmp_path: Path) -> None:
     src = tmp_path / "q.jsonl"
-    src.write_text("".join(json.dumps({"id": f"id/{i}", "level": 1 + i % 3, "x": i}) + "\n" for i in range(9)))
-    run_cli("gaia", "split", src, "--out-dir", tmp_path / "s", "--per-question-dirs", "--seed", "1", check=True)
+    src.write_text(
+        "".join(json.dumps({"id": f"id/{i}", "level": 1 + i % 3, "x": i}) + "\n" for i in range(9))
+    )
+    run_cli(
+        "gaia", "split", src, "--out-dir", tmp_path / "s", "--per-question-dirs", "--seed", "1", check=True
+    )
     files = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*.json"))
     assert len(files) == 9 and all(f.split("/")[0] in ("train", "val", "test") for f in files)
     one = json.loads(next((tmp_path / "s").rglob("*.json")).read_text())

@@ -16,7 +16,19 @@ from specdecode.registry import Registry, load_registry
 
 __version__ = "0.1.0"
 __all__ = [
-    "ChatMessage", "ChatRecord", "ChatToolCall", "InputError", "QuestionRecord", "Registry",
-    "ToolCall", "ToolSpec", "TraceRecord", "TraceStep", "__version__", "load_registry",
-    "read_records", "write_json", "write_jsonl",
+    "ChatMessage",
+    "ChatRecord",
+    "ChatToolCall",
+    "InputError",
+    "QuestionRecord",
+    "Registry",
+    "ToolCall",
+    "ToolSpec",
+    "TraceRecord",
+    "TraceStep",
+    "__version__",
+    "load_registry",
+    "read_records",
+    "write_json",
+    "write_jsonl",
 ]

@@ -24,19 +24,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-gaia_app = typer.Typer(help="GAIA utilities: load a local copy, split by level, count, "
-                       "annotator gold traces.", no_args_is_help=True)
-data_app = typer.Typer(help="Synthetic GAIA-format traces, conversion to chat data, validation.",
-                       no_args_is_help=True)
+gaia_app = typer.Typer(
+    help="GAIA utilities: load a local copy, split by level, count, annotator gold traces.",
+    no_args_is_help=True,
+)
+data_app = typer.Typer(
+    help="Synthetic GAIA-format traces, conversion to chat data, validation.", no_args_is_help=True
+)
 app.add_typer(gaia_app, name="gaia")
 app.add_typer(data_app, name="data")
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]
-SkipInvalid = Annotated[bool, typer.Option(
-    "--skip-invalid", "--skip_invalid",
-    help="Skip bad input lines with a counted warning instead of stopping.")]
-RegistryOpt = Annotated[str, typer.Option(
-    "--registry", help="Tool registry: 'tools4', 'tools17' or a YAML/JSON file.")]
+SkipInvalid = Annotated[
+    bool,
+    typer.Option(
+        "--skip-invalid",
+        "--skip_invalid",
+        help="Skip bad input lines with a counted warning instead of stopping.",
+    ),
+]
+RegistryOpt = Annotated[
+    str, typer.Option("--registry", help="Tool registry: 'tools4', 'tools17' or a YAML/JSON file.")
+]
 
 
 def _done(message: str) -> None:
@@ -46,9 +55,14 @@ def _done(message: str) -> None:
 # --------------------------------------------------------------------------- gaia
 @gaia_app.command("load")
 def gaia_load(
-    root: Annotated[str, typer.Argument(help="Local GAIA copy (HF snapshot layout or a folder "
-                                        "of one JSON per question), or 'hub' for the gated "
-                                        "gaia-benchmark/GAIA dataset.")],
+    root: Annotated[
+        str,
+        typer.Argument(
+            help="Local GAIA copy (HF snapshot layout or a folder "
+            "of one JSON per question), or 'hub' for the gated "
+            "gaia-benchmark/GAIA dataset."
+        ),
+    ],
     out: Out,
     split: Annotated[str, typer.Option(help="validation or test.")] = "validation",
 ) -> None:
@@ -58,9 +72,11 @@ def gaia_load(
     records = load_hub(split) if root == "hub" else load_local(root, split)
     write_jsonl(out, records)
     levels = Counter(r.level for r in records)
-    _done(f"{len(records)} questions → {out} (levels: "
-          + ", ".join(f"{k}: {v}" for k, v in sorted(levels.items(), key=lambda kv: str(kv[0])))
-          + ")")
+    _done(
+        f"{len(records)} questions → {out} (levels: "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(levels.items(), key=lambda kv: str(kv[0])))
+        + ")"
+    )
 
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
@@ -88,13 +104,17 @@ def _read_keyed(path: Path, skip_invalid: bool) -> list[dict]:
 @gaia_app.command("split")
 def gaia_split(
     input: Annotated[Path, typer.Argument(help="JSONL of questions or traces (needs id, level).")],
-    out_dir: Annotated[Path, typer.Option(
-        "--out-dir", "--out_dir", help="Writes train/val/test.jsonl here.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", "--out_dir", help="Writes train/val/test.jsonl here.")
+    ],
     seed: Annotated[int, typer.Option(help="Shuffle seed; the same seed gives identical files.")] = 42,
     ratios: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.75,0.125,0.125",
-    per_question_dirs: Annotated[bool, typer.Option(
-        "--per-question-dirs",
-        help="Also write <out-dir>/<split>/<id>.json, one file per question.")] = False,
+    per_question_dirs: Annotated[
+        bool,
+        typer.Option(
+            "--per-question-dirs", help="Also write <out-dir>/<split>/<id>.json, one file per question."
+        ),
+    ] = False,
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Split by level: every level with ≥ 3 items appears in every split."""
@@ -107,8 +127,11 @@ def gaia_split(
             for row in rows:
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["id"])
                 write_json(out_dir / name / f"{safe}.json", row)
-    _done(f"split {sum(len(v) for v in parts.values())} records → {out_dir} ("
-          + ", ".join(f"{k}: {len(v)}" for k, v in parts.items()) + ")")
+    _done(
+        f"split {sum(len(v) for v in parts.values())} records → {out_dir} ("
+        + ", ".join(f"{k}: {len(v)}" for k, v in parts.items())
+        + ")"
+    )
     _print_levels({out_dir / f"{k}.jsonl": v for k, v in parts.items()})
 
 
@@ -131,8 +154,9 @@ def _print_levels(files: dict[Path, list[dict]]) -> None:
 
 @gaia_app.command("levels")
 def gaia_levels(
-    files: Annotated[list[Path], typer.Argument(
-        help="JSONL files, one split each (e.g. train.jsonl val.jsonl).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="JSONL files, one split each (e.g. train.jsonl val.jsonl).")
+    ],
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Print a table of counts per level and split."""
@@ -154,7 +178,7 @@ def gaia_annotator_traces(
     if registry not in ROLES:
         raise typer.BadParameter(f"choose one of {', '.join(ROLES)}", param_hint="--registry")
     path = Path(root)
-    questions = (read_records(path, QuestionRecord) if path.is_file() else load_local(path, split))
+    questions = read_records(path, QuestionRecord) if path.is_file() else load_local(path, split)
     report = MappingReport()
     traces = [t for q in questions if (t := annotator_trace(q, registry, report)) is not None]
     write_jsonl(out, traces)
@@ -191,11 +215,18 @@ def data_synth(
 def data_convert(
     traces: Annotated[Path, typer.Argument(help="Trace JSONL (the teacher's format).")],
     out: Out,
-    form: Annotated[str, typer.Option(help="plain: trace as JSON text; native: tool_calls + tool "
-                                      "messages; steps: one example per next call.")] = "steps",
+    form: Annotated[
+        str,
+        typer.Option(
+            help="plain: trace as JSON text; native: tool_calls + tool "
+            "messages; steps: one example per next call."
+        ),
+    ] = "steps",
     registry: RegistryOpt = "tools4",
-    tool_style: Annotated[str, typer.Option(
-        "--tool-style", "--tool_style", help="compact (short prompts) or json (full schemas).")] = "compact",
+    tool_style: Annotated[
+        str,
+        typer.Option("--tool-style", "--tool_style", help="compact (short prompts) or json (full schemas)."),
+    ] = "compact",
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Turn traces into chat JSONL for training and evaluation."""
@@ -229,9 +260,10 @@ def data_validate(
         raise typer.BadParameter("choose trace, chat or question", param_hint="--kind")
     report = ReadReport(file)
     read_records(file, models[kind], skip_invalid=skip_invalid, report=report)
-    _done(f"{file}: {report.kept} valid {kind} records"
-          + (f", {len(report.skipped)} skipped" if report.skipped else ""))
-
+    _done(
+        f"{file}: {report.kept} valid {kind} records"
+        + (f", {len(report.skipped)} skipped" if report.skipped else "")
+    )
 
 
 @app.command("demo")

@@ -32,9 +32,14 @@ def data_stage(out: Path, n: int, seed: int, registry: str) -> tuple[list[str], 
     parts = {name: [by_id[r["id"]] for r in split_rows] for name, split_rows in rows.items()}
     reg = load_registry(registry)
     files: dict[str, Path] = {}
-    lines = [f"## Data\n\n{n} synthetic GAIA-format traces (registry `{registry}`, seed {seed}), "
-             "split by level:\n", *_level_table(parts), "",
-             "| split | plain | native | steps |", "|---|---:|---:|---:|"]
+    lines = [
+        f"## Data\n\n{n} synthetic GAIA-format traces (registry `{registry}`, seed {seed}), "
+        "split by level:\n",
+        *_level_table(parts),
+        "",
+        "| split | plain | native | steps |",
+        "|---|---:|---:|---:|",
+    ]
     for name, split_traces in parts.items():
         write_jsonl(out / "traces" / f"{name}.jsonl", split_traces)
         counts = []

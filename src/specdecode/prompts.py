@@ -57,9 +57,7 @@ def render_tools(tools: Sequence[ToolSpec], style: ToolStyle = "compact") -> str
     """Tools as prompt text: ``name(arg: type, opt?: type) — description`` or JSON schemas."""
     if style == "json":
         return json.dumps([t.json_schema() for t in tools], ensure_ascii=False)
-    return "\n".join(
-        f"- {t.name}({_arg_signature(t)}) — {t.description.splitlines()[0]}" for t in tools
-    )
+    return "\n".join(f"- {t.name}({_arg_signature(t)}) — {t.description.splitlines()[0]}" for t in tools)
 
 
 def call_text(call: ToolCall) -> str:
@@ -120,16 +118,28 @@ def native_messages(record: TraceRecord, options: PromptOptions = PromptOptions(
     ]
     for number, step in enumerate(record.trace):
         call_id = f"call_{number}"
-        messages.append({
-            "role": "assistant",
-            "content": step.thought or None,
-            "tool_calls": [{"type": "function", "id": call_id,
-                            "function": {"name": step.action.tool_name,
-                                         "arguments": step.action.arguments}}],
-        })
+        messages.append(
+            {
+                "role": "assistant",
+                "content": step.thought or None,
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "id": call_id,
+                        "function": {"name": step.action.tool_name, "arguments": step.action.arguments},
+                    }
+                ],
+            }
+        )
         if step.observation:
-            messages.append({"role": "tool", "tool_call_id": call_id, "name": step.action.tool_name,
-                             "content": _clip(step.observation, options.max_observation_chars)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call_id,
+                    "name": step.action.tool_name,
+                    "content": _clip(step.observation, options.max_observation_chars),
+                }
+            )
     return messages
 
 
@@ -140,8 +150,11 @@ def render_prompt(
     add_generation_prompt: bool = True,
 ) -> str:
     """Render messages through the model's own chat template (Qwen3: thinking disabled)."""
-    kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": add_generation_prompt,
-                              "enable_thinking": False}
+    kwargs: dict[str, Any] = {
+        "tokenize": False,
+        "add_generation_prompt": add_generation_prompt,
+        "enable_thinking": False,
+    }
     if tools:
         kwargs["tools"] = list(tools)
     return tokenizer.apply_chat_template(list(messages), **kwargs)

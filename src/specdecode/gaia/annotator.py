@@ -18,26 +18,64 @@ from specdecode.records import QuestionRecord, ToolCall, TraceRecord, TraceStep
 
 # phrase (lower case, found in the text) → role. Longer phrases are tried first.
 ALIASES: dict[str, str] = {
-    "web browser": "browse", "browser": "browse", "google search": "search",
-    "search engine": "search", "web search": "search", "search": "search", "google": "search",
-    "wikipedia": "wiki", "calculator": "calc", "calculate": "calc", "python": "python",
-    "code": "python", "programming": "python", "spreadsheet": "file", "excel": "file",
-    "pdf": "file", "file": "file", "text editor": "file", "word": "file",
-    "image recognition": "vision", "computer vision": "vision", "image": "vision",
-    "video": "vision", "ocr": "ocr", "world bank": "worldbank",
+    "web browser": "browse",
+    "browser": "browse",
+    "google search": "search",
+    "search engine": "search",
+    "web search": "search",
+    "search": "search",
+    "google": "search",
+    "wikipedia": "wiki",
+    "calculator": "calc",
+    "calculate": "calc",
+    "python": "python",
+    "code": "python",
+    "programming": "python",
+    "spreadsheet": "file",
+    "excel": "file",
+    "pdf": "file",
+    "file": "file",
+    "text editor": "file",
+    "word": "file",
+    "image recognition": "vision",
+    "computer vision": "vision",
+    "image": "vision",
+    "video": "vision",
+    "ocr": "ocr",
+    "world bank": "worldbank",
 }
 ROLES: dict[str, dict[str, str]] = {
-    "tools4": {"search": "search", "browse": "search", "wiki": "wikipedia", "calc": "calculator",
-               "python": "calculator"},
-    "tools17": {"search": "web_search", "browse": "web_browse", "wiki": "wiki.get_page",
-                "calc": "calculate", "python": "python", "file": "file_read",
-                "vision": "vision_analyze", "ocr": "vision_ocr",
-                "worldbank": "finance.get_world_bank_data"},
+    "tools4": {
+        "search": "search",
+        "browse": "search",
+        "wiki": "wikipedia",
+        "calc": "calculator",
+        "python": "calculator",
+    },
+    "tools17": {
+        "search": "web_search",
+        "browse": "web_browse",
+        "wiki": "wiki.get_page",
+        "calc": "calculate",
+        "python": "python",
+        "file": "file_read",
+        "vision": "vision_analyze",
+        "ocr": "vision_ocr",
+        "worldbank": "finance.get_world_bank_data",
+    },
 }
 _PATTERN = re.compile("|".join(re.escape(a) for a in sorted(ALIASES, key=len, reverse=True)))
-_ARG_FOR = {"search": "query", "browse": "url", "wiki": "title", "calc": "expression",
-            "python": "code", "file": "path", "vision": "question", "ocr": "image_path",
-            "worldbank": "indicator"}
+_ARG_FOR = {
+    "search": "query",
+    "browse": "url",
+    "wiki": "title",
+    "calc": "expression",
+    "python": "code",
+    "file": "path",
+    "vision": "question",
+    "ocr": "image_path",
+    "worldbank": "indicator",
+}
 
 
 @dataclass
@@ -96,8 +134,18 @@ def annotator_trace(question: QuestionRecord, registry: str, report: MappingRepo
         report.skipped.append(question.id)
         return None
     answer = question.final_answer or ""
-    steps.append(TraceStep(thought=" ".join(pending) or "I have the answer.",
-                           action=ToolCall(tool_name="final_answer", arguments={"answer": answer})))
+    steps.append(
+        TraceStep(
+            thought=" ".join(pending) or "I have the answer.",
+            action=ToolCall(tool_name="final_answer", arguments={"answer": answer}),
+        )
+    )
     report.records += 1
-    return TraceRecord(id=question.id, question=question.question, level=question.level,
-                       trace=steps, final_answer=answer, source="annotator")
+    return TraceRecord(
+        id=question.id,
+        question=question.question,
+        level=question.level,
+        trace=steps,
+        final_answer=answer,
+        source="annotator",
+    )

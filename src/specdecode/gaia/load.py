@@ -13,9 +13,14 @@ from specdecode.jsonl import describe_validation_error, iter_json_lines
 from specdecode.records import QuestionRecord
 
 # GAIA's own field names → ours. Our names are accepted too (a re-read of our output).
-_FIELDS = {"task_id": "id", "Question": "question", "Level": "level",
-           "Final answer": "final_answer", "file_name": "file_name",
-           "Annotator Metadata": "annotator_metadata"}
+_FIELDS = {
+    "task_id": "id",
+    "Question": "question",
+    "Level": "level",
+    "Final answer": "final_answer",
+    "file_name": "file_name",
+    "Annotator Metadata": "annotator_metadata",
+}
 
 
 def question_from_gaia(row: dict[str, Any], where: str, line: int | None = None) -> QuestionRecord:
@@ -80,7 +85,8 @@ def load_local(root: str | Path, split: str = "validation") -> list[QuestionReco
         records = _read_folder(folder)
         if not records:
             raise InputError(
-                f"no metadata.jsonl/metadata.parquet under 2023/{split}/ and no *.json files", root)
+                f"no metadata.jsonl/metadata.parquet under 2023/{split}/ and no *.json files", root
+            )
     ids = [r.id for r in records]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

@@ -44,6 +44,6 @@ def stratified_split(
         random.Random(f"{seed}:{level}").shuffle(group)
         start = 0
         for name, count in zip(SPLITS, split_counts(len(group), ratios)):
-            out[name].extend(group[start:start + count])
+            out[name].extend(group[start : start + count])
             start += count
     return out
