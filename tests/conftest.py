@@ -59,3 +59,61 @@ def gaia_root(tmp_path: Path) -> Path:
         for row in GAIA_ROWS:
             fh.write(json.dumps(row) + "\n")
     return tmp_path / "gaia"
+
+
+@pytest.fixture(scope="session")
+def smol_path() -> str:
+    """The embedded SmolLM2-135M-Instruct, converted once to safetensors (cached)."""
+    from specdecode.models import resolve_model
+
+    return resolve_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(smol_path: str):
+    from specdecode.models import load_tokenizer
+
+    return load_tokenizer(smol_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory: pytest.TempPathFactory, smol_tokenizer) -> Path:
+    """A 2-layer random Qwen3 (hidden 64, 3.2 M parameters) with the SmolLM2 tokenizer, on disk."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    tok = smol_tokenizer
+    config = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    out = tmp_path_factory.mktemp("tiny-qwen3")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """160 synthetic tools4 traces split into train/val/test JSONL files."""
+    from specdecode.data import synthesize
+    from specdecode.gaia import stratified_split
+    from specdecode.jsonl import write_jsonl
+
+    out = tmp_path_factory.mktemp("synth")
+    rows = [t.model_dump(exclude_none=True) for t in synthesize(160, seed=0)]
+    for name, part in stratified_split(rows, seed=0).items():
+        write_jsonl(out / f"{name}.jsonl", part)
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -278,6 +278,145 @@ def demo(
     report = run_demo(out, n=n, seed=seed)
     _done(f"demo finished → {report}")
     console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- train
+def _opt(*names: str, help: str) -> Any:
+    """An option under its snake_case and kebab-case names (the prototype used snake_case)."""
+    spelled = []
+    for name in names:
+        spelled += [f"--{name}", f"--{name.replace('_', '-')}"] if "_" in name else [f"--{name}"]
+    return typer.Option(*dict.fromkeys(spelled), help=help, show_default=False)
+
+
+def _d(name: str) -> str:
+    from specdecode.train.config import TrainConfig
+
+    return f"[default: {getattr(TrainConfig(), name)}]"
+
+
+@app.command("train", context_settings={"help_option_names": ["-h", "--help"]})
+def train_cmd(
+    train_file: Annotated[
+        Path | None,
+        _opt("train_file", help="Training JSONL: chat records, or traces (converted with --form)."),
+    ] = None,
+    val_file: Annotated[Path | None, _opt("val_file", help="Validation JSONL (same kinds).")] = None,
+    val_split: Annotated[
+        float | None,
+        _opt("val_split", help="Hold out this share of the training traces instead of --val_file."),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        _opt("model_name", help=f"HF id, local dir, .gguf file or 'smollm2-135m'. {_d('model_name')}"),
+    ] = None,
+    output_dir: Annotated[Path | None, _opt("output_dir", help="Adapter and checkpoints go here.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of these options (flags override it).")
+    ] = None,
+    form: Annotated[
+        str | None, _opt("form", help=f"Data form for trace input: plain, native, steps. {_d('form')}")
+    ] = None,
+    registry: Annotated[str | None, _opt("registry", help=f"Tool registry. {_d('registry')}")] = None,
+    max_length: Annotated[
+        int | None,
+        _opt(
+            "max_length",
+            help=f"Tokens per example; longer ones are truncated or dropped and counted. {_d('max_length')}",
+        ),
+    ] = None,
+    learning_rate: Annotated[float | None, _opt("learning_rate", help=_d("learning_rate"))] = None,
+    per_device_train_batch_size: Annotated[
+        int | None, _opt("per_device_train_batch_size", help=_d("per_device_train_batch_size"))
+    ] = None,
+    per_device_eval_batch_size: Annotated[
+        int | None, _opt("per_device_eval_batch_size", help=_d("per_device_eval_batch_size"))
+    ] = None,
+    gradient_accumulation_steps: Annotated[
+        int | None, _opt("gradient_accumulation_steps", help=_d("gradient_accumulation_steps"))
+    ] = None,
+    num_train_epochs: Annotated[float | None, _opt("num_train_epochs", help=_d("num_train_epochs"))] = None,
+    max_steps: Annotated[
+        int | None, _opt("max_steps", help=f"Overrides epochs when > 0. {_d('max_steps')}")
+    ] = None,
+    eval_steps: Annotated[
+        int | None, _opt("eval_steps", help=f"Validation loss every N steps. {_d('eval_steps')}")
+    ] = None,
+    save_steps: Annotated[
+        int | None,
+        _opt("save_steps", help=f"Checkpoint every N steps (a multiple of eval_steps). {_d('save_steps')}"),
+    ] = None,
+    logging_steps: Annotated[int | None, _opt("logging_steps", help=_d("logging_steps"))] = None,
+    lora_r: Annotated[int | None, _opt("lora_r", help=_d("lora_r"))] = None,
+    lora_alpha: Annotated[int | None, _opt("lora_alpha", help=_d("lora_alpha"))] = None,
+    lora_dropout: Annotated[float | None, _opt("lora_dropout", help=_d("lora_dropout"))] = None,
+    early_stopping_patience: Annotated[
+        int | None,
+        _opt("early_stopping_patience", help="Stop after N evaluations without improvement (0 = off)."),
+    ] = None,
+    padding_free: Annotated[
+        bool | None,
+        typer.Option(
+            "--padding-free/--no-padding-free",
+            "--padding_free/--no_padding_free",
+            help="Pack each batch into one sequence without padding. [default: on]",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int | None, _opt("seed", help=_d("seed"))] = None,
+    load_in_4bit: Annotated[
+        bool | None,
+        typer.Option(
+            "--load_in_4bit", "--load-in-4bit", help="QLoRA: 4-bit base model (CUDA + bitsandbytes)."
+        ),
+    ] = None,
+    trust_remote_code: Annotated[
+        bool | None,
+        typer.Option(
+            "--trust_remote_code", "--trust-remote-code", help="Allow model code from the model repo."
+        ),
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradient_checkpointing", "--gradient-checkpointing", help="Trade compute for memory."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool | None, typer.Option("--resume", help="Continue from the last checkpoint in --output_dir.")
+    ] = None,
+    skip_invalid: Annotated[
+        bool | None,
+        typer.Option("--skip-invalid", "--skip_invalid", help="Skip bad input lines with a counted warning."),
+    ] = None,
+) -> None:
+    """LoRA fine-tuning of a speculator with TRL + PEFT (the prototype's flags work).
+
+    Works under `accelerate launch` and `torchrun` (DDP; gloo on CPU); only rank 0 writes.
+    """
+    from specdecode.train import load_config, train
+
+    given = {k: v for k, v in locals().items() if k not in ("config", "load_config", "train")}
+    for key in ("train_file", "val_file", "output_dir"):
+        if given[key] is not None:
+            given[key] = str(given[key])
+    train(load_config(config, given))
+
+
+@app.command("merge")
+def merge_cmd(
+    lora_dir: Annotated[Path, _opt("lora_dir", help="Adapter directory written by 'specdecode train'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the merged model.")],
+    base_model: Annotated[
+        str | None,
+        _opt("base_model", help="Base model (default: the one in the adapter's train_config.yaml)."),
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust_remote_code", "--trust-remote-code")] = False,
+) -> None:
+    """Merge a LoRA adapter into its base model and save a full model."""
+    from specdecode.train import merge_adapter
+
+    _done(f"merged model → {merge_adapter(lora_dir, out, base_model, trust_remote_code)}")
 
 
 def main() -> None:

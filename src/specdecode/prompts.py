@@ -143,18 +143,59 @@ def native_messages(record: TraceRecord, options: PromptOptions = PromptOptions(
     return messages
 
 
+def supports_tools(tokenizer: Any) -> bool:
+    """Whether the chat template renders ``tools`` and ``tool_calls`` itself (Qwen3 does)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return "tool_calls" in template and "tools" in template
+
+
+def _textualise(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None) -> list[dict]:
+    """For templates without tool support: tool calls as JSON text, tools in the system message."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        message = dict(message)
+        calls = message.pop("tool_calls", None) or []
+        if calls:
+            texts = [
+                json.dumps(
+                    {"tool_name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                    ensure_ascii=False,
+                )
+                for c in calls
+            ]
+            message["content"] = "\n".join([message.get("content") or "", *texts]).strip()
+        out.append({k: v for k, v in message.items() if k in ("role", "content")})
+    if tools:
+        listing = "\n".join(
+            f"- {t['function']['name']}: {t['function'].get('description', '')}" for t in tools
+        )
+        if out and out[0]["role"] == "system":
+            out[0]["content"] += f"\n\nAvailable tools:\n{listing}"
+        else:
+            out.insert(0, {"role": "system", "content": f"Available tools:\n{listing}"})
+    return out
+
+
 def render_prompt(
     tokenizer: Any,
     messages: Sequence[dict[str, Any]],
     tools: Sequence[dict[str, Any]] | None = None,
     add_generation_prompt: bool = True,
 ) -> str:
-    """Render messages through the model's own chat template (Qwen3: thinking disabled)."""
+    """Render messages through the model's own chat template (Qwen3: thinking disabled).
+
+    ``tools`` are JSON schemas; a template that cannot render tools or tool calls gets them
+    as text, so every model sees the same information.
+    """
     kwargs: dict[str, Any] = {
         "tokenize": False,
         "add_generation_prompt": add_generation_prompt,
         "enable_thinking": False,
     }
-    if tools:
-        kwargs["tools"] = list(tools)
-    return tokenizer.apply_chat_template(list(messages), **kwargs)
+    messages = list(messages)
+    if supports_tools(tokenizer):
+        if tools:
+            kwargs["tools"] = list(tools)
+    elif tools or any(m.get("tool_calls") for m in messages):
+        messages = _textualise(messages, tools)
+    return tokenizer.apply_chat_template(messages, **kwargs)

