@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from conftest import run_cli
-
 from specdecode import ChatRecord, load_registry, read_records
 from specdecode.data import convert, synthesize
 from specdecode.prompts import PromptOptions, next_call_messages, render_tools

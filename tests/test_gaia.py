@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import GAIA_ROWS, run_cli
 
+from conftest import GAIA_ROWS, run_cli
 from specdecode import QuestionRecord, TraceRecord, read_records
 from specdecode.gaia import MappingReport, annotator_trace, load_local
 

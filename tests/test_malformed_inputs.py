@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest import DATA, run_cli
 
 CORPUS = DATA / "malformed"

@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from specdecode import TraceRecord, load_registry, read_records
 from specdecode.data import synthesize
 from specdecode.gaia.split import split_counts, stratified_split

@@ -196,3 +196,28 @@ def test_smollm2_training_lowers_val_loss_and_reloads_with_peft(
         a = model(input_ids=ids.to(model.device)).logits.cpu()
         b = reloaded(input_ids=ids).logits
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_trained_positions_loss_equals_full_logits_loss(tiny_qwen3: Path, smol_tokenizer) -> None:
+    """The CPU loss (LM head on trained positions only) equals the model's own full-logits loss."""
+    from transformers import AutoModelForCausalLM
+
+    from specdecode import load_registry
+    from specdecode.data import convert, synthesize
+    from specdecode.train.data import DataReport, build_examples
+    from specdecode.train.sft import trained_positions_loss
+
+    chats = convert(synthesize(2, seed=4), "steps", load_registry("tools4"))[:2]
+    rows = build_examples(smol_tokenizer, chats, 4096, DataReport("x"))
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.tensor([r["input_ids"] + [0] * (width - len(r["input_ids"])) for r in rows])
+    labels = torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in rows])
+    mask = (torch.arange(width)[None] < torch.tensor([[len(r["input_ids"])] for r in rows])).long()
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3).eval()
+    with torch.no_grad():
+        reference = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        ours, accuracy = trained_positions_loss(
+            model, {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        )
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert 0.0 <= accuracy.item() <= 1.0

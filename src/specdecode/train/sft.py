@@ -49,6 +49,51 @@ def hold_out(records: list[ChatRecord], share: float, seed: int) -> tuple[list[C
     return train, val
 
 
+def trained_positions_loss(
+    model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+) -> tuple[Any, Any]:
+    """Causal-LM loss that projects through the LM head only the positions whose next token is trained.
+
+    ``logits_to_keep`` selects those positions, so the ``(tokens × vocab)`` logits of the prompt are
+    never built. Returns ``(loss, share of trained tokens predicted exactly)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs.pop("labels")
+    targets = labels[:, 1:]
+    keep = (targets != -100).any(dim=0).nonzero().flatten()
+    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+    targets = targets[:, keep]
+    flat = logits.float().reshape(-1, logits.size(-1))
+    loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")
+    valid = targets != -100
+    count = num_items_in_batch if num_items_in_batch is not None else valid.sum()
+    with torch.no_grad():
+        accuracy = (flat.argmax(-1) == targets.reshape(-1))[valid.reshape(-1)].float().mean()
+    return loss / torch.as_tensor(count, device=loss.device).clamp(min=1), accuracy
+
+
+def _speculator_trainer() -> type:
+    """``SFTTrainer`` with a CPU-friendly loss; on CUDA, TRL's own fused (Triton) LM-head loss is kept."""
+    import torch
+    from trl import SFTTrainer
+
+    class SpeculatorTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
+            if torch.cuda.is_available():
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, accuracy = trained_positions_loss(model, inputs, num_items_in_batch)
+            self._metrics["train" if model.training else "eval"]["mean_token_accuracy"].append(
+                accuracy.item()
+            )
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return (loss, None) if return_outputs else loss
+
+    return SpeculatorTrainer
+
+
 def _print_data(reports: list[DataReport]) -> None:
     table = Table(title="Training data")
     for column in (
@@ -217,7 +262,6 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTTrainer
 
     from specdecode.models import load_model, load_tokenizer, resolve_model
 
@@ -251,7 +295,7 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     callbacks = (
         [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
     )
-    trainer = SFTTrainer(
+    trainer = _speculator_trainer()(
         model=model,
         args=_training_args(config),
         processing_class=tokenizer,
