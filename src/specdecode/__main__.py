@@ -1,3 +1,4 @@
 from specdecode.cli import main
 
-main()
+if __name__ == "__main__":  # guarded: vLLM and torchrun may re-import the main module
+    main()

