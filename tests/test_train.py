@@ -205,7 +205,7 @@ def test_trained_positions_loss_equals_full_logits_loss(tiny_qwen3: Path, smol_t
     from specdecode import load_registry
     from specdecode.data import convert, synthesize
     from specdecode.train.data import DataReport, build_examples
-    from specdecode.train.sft import trained_positions_loss
+    from specdecode.train.sft import add_selected_lm_head, trained_positions_loss
 
     chats = convert(synthesize(2, seed=4), "steps", load_registry("tools4"))[:2]
     rows = build_examples(smol_tokenizer, chats, 4096, DataReport("x"))
@@ -214,6 +214,7 @@ def test_trained_positions_loss_equals_full_logits_loss(tiny_qwen3: Path, smol_t
     labels = torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in rows])
     mask = (torch.arange(width)[None] < torch.tensor([[len(r["input_ids"])] for r in rows])).long()
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen3).eval()
+    add_selected_lm_head(model)
     with torch.no_grad():
         reference = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         ours, accuracy = trained_positions_loss(

@@ -359,7 +359,8 @@ def train_cmd(
         typer.Option(
             "--padding-free/--no-padding-free",
             "--padding_free/--no_padding_free",
-            help="Pack each batch into one sequence without padding. [default: on]",
+            help="Pack each batch into one sequence without padding. [default: on with CUDA; "
+            "on CPU length-grouped padded batches, which are faster there]",
             show_default=False,
         ),
     ] = None,

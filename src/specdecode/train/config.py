@@ -42,7 +42,7 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     early_stopping_patience: int = 0
-    padding_free: bool = True
+    padding_free: bool | None = None  # None = auto: on with CUDA, length-grouped batches on CPU
     mixed_precision: str = "auto"
     seed: int = 42
     load_in_4bit: bool = False

@@ -49,28 +49,44 @@ def hold_out(records: list[ChatRecord], share: float, seed: int) -> tuple[list[C
     return train, val
 
 
+def add_selected_lm_head(model: Any) -> None:
+    """Let ``model(..., select_positions=mask)`` return LM-head logits for the masked positions only.
+
+    The forward of the Hugging Face model itself is patched (as TRL does for its fused head), so the
+    call still goes through the PEFT and DDP wrappers and gradients synchronise as usual.
+    """
+    inner = model.forward
+
+    def forward(*args: Any, select_positions: Any = None, **kwargs: Any) -> Any:
+        if select_positions is None:
+            return inner(*args, **kwargs)
+        hidden = model.base_model(*args, **kwargs).last_hidden_state
+        return model.get_output_embeddings()(hidden[select_positions])
+
+    model.forward = forward
+
+
 def trained_positions_loss(
     model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
 ) -> tuple[Any, Any]:
     """Causal-LM loss that projects through the LM head only the positions whose next token is trained.
 
-    ``logits_to_keep`` selects those positions, so the ``(tokens × vocab)`` logits of the prompt are
-    never built. Returns ``(loss, share of trained tokens predicted exactly)``.
+    The ``(tokens × vocab)`` logits of the prompt are never built. ``model`` must carry
+    ``add_selected_lm_head``. Returns ``(loss, share of trained tokens predicted exactly)``.
     """
     import torch
     import torch.nn.functional as F
 
     labels = inputs.pop("labels")
-    targets = labels[:, 1:]
-    keep = (targets != -100).any(dim=0).nonzero().flatten()
-    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
-    targets = targets[:, keep]
-    flat = logits.float().reshape(-1, logits.size(-1))
-    loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="sum")
-    valid = targets != -100
-    count = num_items_in_batch if num_items_in_batch is not None else valid.sum()
+    trained = labels[:, 1:] != -100
+    select = torch.zeros_like(labels, dtype=torch.bool)
+    select[:, :-1] = trained
+    logits = model(**inputs, select_positions=select, use_cache=False)
+    targets = labels[:, 1:][trained]
+    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else targets.numel()
     with torch.no_grad():
-        accuracy = (flat.argmax(-1) == targets.reshape(-1))[valid.reshape(-1)].float().mean()
+        accuracy = (logits.argmax(-1) == targets).float().mean()
     return loss / torch.as_tensor(count, device=loss.device).clamp(min=1), accuracy
 
 
@@ -80,6 +96,11 @@ def _speculator_trainer() -> type:
     from trl import SFTTrainer
 
     class SpeculatorTrainer(SFTTrainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            add_selected_lm_head(base)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
             if torch.cuda.is_available():
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -155,6 +176,9 @@ def _training_args(config: TrainConfig) -> Any:
 
     on_gpu = torch.cuda.is_available()
     precision = mixed_precision(config.mixed_precision)
+    # Padding-free packing pays off with varlen attention kernels (CUDA); on CPU the block mask of
+    # a packed batch costs more than it saves, and length-grouped padded batches are faster.
+    padding_free = on_gpu if config.padding_free is None else config.padding_free
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return SFTConfig(
         output_dir=config.output_dir,
@@ -176,9 +200,9 @@ def _training_args(config: TrainConfig) -> Any:
         greater_is_better=False,
         logging_steps=config.logging_steps,
         logging_first_step=True,
-        padding_free=config.padding_free,
+        padding_free=padding_free,
         max_length=None,  # examples are truncated (and counted) in prepare_data
-        train_sampling_strategy="random" if config.padding_free else "group_by_length",
+        train_sampling_strategy="random" if padding_free else "group_by_length",
         bf16=precision == "bf16",  # autocast; weights stay fp32 (on CPU: AMX / AVX512-BF16)
         fp16=precision == "fp16",
         use_cpu=not on_gpu,
