@@ -271,13 +271,18 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option("--n", min=8, help="Synthetic questions.")] = 160,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+    max_steps: Annotated[int, typer.Option("--max-steps", "--max_steps", min=2, help="Training steps.")] = 30,
 ) -> None:
-    """Run the whole pipeline offline on the embedded model and write a report."""
+    """Run the whole pipeline offline on the embedded model and write a report.
+
+    Stages: synthetic data → level split → chat conversion → LoRA training of SmolLM2-135M →
+    base-vs-LoRA comparison. Rerunning continues an interrupted run.
+    """
     from specdecode.demo import run_demo
 
-    report = run_demo(out, n=n, seed=seed)
+    report = run_demo(out, n=n, seed=seed, max_steps=max_steps)
     _done(f"demo finished → {report}")
-    console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False)
+    console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- train
