@@ -80,6 +80,18 @@ def test_tiny_qwen3_assistant_loss_falls(tiny_qwen3: Path, synth_split: Path, tm
         "README.md",
     ):
         assert (out / name).is_file(), name
+    # specdecode merge: the merged model gives the adapter's logits.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_cli("merge", "--lora_dir", out, "--out", tmp_path / "merged", check=True)
+    ids = torch.tensor([[5, 17, 99, 1024, 7]])
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(input_ids=ids).logits
+        peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_qwen3), out)(
+            input_ids=ids
+        ).logits
+    torch.testing.assert_close(merged, peft, rtol=1e-4, atol=1e-4)
     # Re-running into the same directory without --resume refuses to touch the earlier run.
     proc = run_cli(*_tiny_args(tiny_qwen3, synth_split, out, "--max_steps", "2"))
     assert proc.returncode == 2 and "--resume" in proc.stderr
@@ -172,7 +184,8 @@ def test_smollm2_training_lowers_val_loss_and_reloads_with_peft(smol_run, smol_p
 
     trainer, summary, config = smol_run
     assert summary["final_eval_loss"] < summary["initial_eval_loss"] - 0.2
-    model = trainer.model.eval()
+    # The trainer wraps forward in bf16 autocast (mixed precision); compare the plain fp32 model.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
     reloaded = PeftModel.from_pretrained(load_model(smol_path), config.output_dir).eval()
     ids = torch.tensor([[1, 42, 314, 2718, 28, 11, 906, 77]])
     with torch.no_grad():
