@@ -18,6 +18,10 @@ COMMANDS = [
     ["data", "convert"],
     ["data", "validate"],
     ["demo"],
+    ["train"],
+    ["merge"],
+    ["eval"],
+    ["compare"],
 ]
 
 

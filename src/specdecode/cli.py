@@ -300,6 +300,20 @@ def _d(name: str) -> str:
     return f"[default: {getattr(TrainConfig(), name)}]"
 
 
+ToolStyleOpt = Annotated[str, _opt("tool_style", help="compact or json tool listing.")]
+MaxNewTokensOpt = Annotated[int | None, _opt("max_new_tokens", help="[default: 96 next-call, 512 trace]")]
+BatchSizeOpt = Annotated[int, _opt("batch_size", help="Prompts per generate call.")]
+RepetitionPenaltyOpt = Annotated[float, _opt("repetition_penalty", help="1.0 = off.")]
+LimitOpt = Annotated[int | None, _opt("limit", help="Only the first N examples.")]
+BaseUrlOpt = Annotated[str | None, _opt("base_url", help="Server URL for --backend openai.")]
+ApiKeyEnvOpt = Annotated[str, _opt("api_key_env", help="Environment variable holding the API key.")]
+LoraNameOpt = Annotated[str | None, _opt("lora_name", help="Served adapter name (--backend openai).")]
+TrustOpt = Annotated[
+    bool,
+    typer.Option("--trust_remote_code", "--trust-remote-code", help="Allow model code from the model repo."),
+]
+
+
 @app.command("train", context_settings={"help_option_names": ["-h", "--help"]})
 def train_cmd(
     train_file: Annotated[
@@ -425,7 +439,7 @@ def merge_cmd(
         str | None,
         _opt("base_model", help="Base model (default: the one in the adapter's train_config.yaml)."),
     ] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust_remote_code", "--trust-remote-code")] = False,
+    trust_remote_code: TrustOpt = False,
 ) -> None:
     """Merge a LoRA adapter into its base model and save a full model."""
     from specdecode.train import merge_adapter
@@ -517,21 +531,15 @@ def eval_cmd(
     backend: BackendOpt = "hf",
     mode: ModeOpt = "next-call",
     registry: RegistryOpt = "tools4",
-    tool_style: Annotated[str, _opt("tool_style", help="compact or json tool listing.")] = "compact",
-    max_new_tokens: Annotated[
-        int | None, _opt("max_new_tokens", help="[default: 96 next-call, 512 trace]")
-    ] = None,
-    batch_size: Annotated[int, _opt("batch_size", help="Prompts per generate call.")] = 16,
-    repetition_penalty: Annotated[float, _opt("repetition_penalty", help="1.0 = off.")] = 1.0,
-    limit: Annotated[int | None, _opt("limit", help="Only the first N examples.")] = None,
-    base_url: Annotated[str | None, _opt("base_url", help="Server URL for --backend openai.")] = None,
-    api_key_env: Annotated[
-        str, _opt("api_key_env", help="Environment variable holding the API key.")
-    ] = "OPENAI_API_KEY",
-    lora_name: Annotated[
-        str | None, _opt("lora_name", help="Served adapter name (--backend openai).")
-    ] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust_remote_code", "--trust-remote-code")] = False,
+    tool_style: ToolStyleOpt = "compact",
+    max_new_tokens: MaxNewTokensOpt = None,
+    batch_size: BatchSizeOpt = 16,
+    repetition_penalty: RepetitionPenaltyOpt = 1.0,
+    limit: LimitOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    lora_name: LoraNameOpt = None,
+    trust_remote_code: TrustOpt = False,
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Evaluate one model (optionally with an adapter): generate, extract tool calls, score."""
@@ -573,21 +581,15 @@ def compare_cmd(
     mode: ModeOpt = "next-call",
     judge: Annotated[str, _opt("judge", help="deterministic (LLM judges plug in later).")] = "deterministic",
     registry: RegistryOpt = "tools4",
-    tool_style: Annotated[str, _opt("tool_style", help="compact or json tool listing.")] = "compact",
-    max_new_tokens: Annotated[
-        int | None, _opt("max_new_tokens", help="[default: 96 next-call, 512 trace]")
-    ] = None,
-    batch_size: Annotated[int, _opt("batch_size", help="Prompts per generate call.")] = 16,
-    repetition_penalty: Annotated[float, _opt("repetition_penalty", help="1.0 = off.")] = 1.0,
-    limit: Annotated[int | None, _opt("limit", help="Only the first N examples.")] = None,
-    base_url: Annotated[str | None, _opt("base_url", help="Server URL for --backend openai.")] = None,
-    api_key_env: Annotated[
-        str, _opt("api_key_env", help="Environment variable holding the API key.")
-    ] = "OPENAI_API_KEY",
-    lora_name: Annotated[
-        str | None, _opt("lora_name", help="Served adapter name (--backend openai).")
-    ] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust_remote_code", "--trust-remote-code")] = False,
+    tool_style: ToolStyleOpt = "compact",
+    max_new_tokens: MaxNewTokensOpt = None,
+    batch_size: BatchSizeOpt = 16,
+    repetition_penalty: RepetitionPenaltyOpt = 1.0,
+    limit: LimitOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    lora_name: LoraNameOpt = None,
+    trust_remote_code: TrustOpt = False,
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Base model vs. LoRA on the same examples (one model load), with paired statistics."""
