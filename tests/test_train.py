@@ -158,8 +158,7 @@ def test_torchrun_two_processes_write_one_adapter(
         torchrun,
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29531",
+        "--standalone",  # a free rendezvous port on localhost
         "-m",
         "specdecode",
         *_tiny_args(
