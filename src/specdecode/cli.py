@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from specdecode.errors import InputError
-from specdecode.jsonl import ReadReport, iter_json_lines, read_records, write_json, write_jsonl
+from specdecode.jsonl import ReadReport, read_records, write_json, write_jsonl
 
 console = Console()
 err_console = Console(stderr=True)
@@ -448,28 +448,32 @@ def merge_cmd(
 
 
 # --------------------------------------------------------------------------- evaluate
-def _eval_setup(
-    test_file: Path,
-    mode: str,
-    registry: str,
-    tool_style: str,
-    skip_invalid: bool,
-    max_new_tokens: int | None,
-    batch_size: int,
-    repetition_penalty: float,
-    limit: int | None,
-):
+def _eval_setup(opts: dict[str, Any]):
+    """Examples, generation settings and the backend for ``eval`` and ``compare`` (their options)."""
+    from specdecode.evaluate import make_backend
     from specdecode.evaluate.run import MODES, generation_config, load_examples
     from specdecode.prompts import PromptOptions
     from specdecode.registry import load_registry
 
+    mode = opts["mode"]
     if mode not in MODES:
         raise typer.BadParameter("choose trace or next-call", param_hint="--mode")
-    reg = load_registry(registry)
-    examples = load_examples(test_file, mode, reg, PromptOptions(tool_style=tool_style), skip_invalid)  # type: ignore[arg-type]
-    if limit:
-        examples = examples[:limit]
-    return reg, examples, generation_config(mode, max_new_tokens, batch_size, repetition_penalty)
+    reg = load_registry(opts["registry"])
+    options = PromptOptions(tool_style=opts["tool_style"])  # type: ignore[arg-type]
+    examples = load_examples(opts["test_file"], mode, reg, options, opts["skip_invalid"])
+    if opts["limit"]:
+        examples = examples[: opts["limit"]]
+    config = generation_config(mode, opts["max_new_tokens"], opts["batch_size"], opts["repetition_penalty"])
+    engine = make_backend(
+        opts["backend"],
+        opts["base_model"],
+        opts["lora_dir"],
+        base_url=opts["base_url"],
+        lora_name=opts["lora_name"],
+        api_key_env=opts["api_key_env"],
+        trust_remote_code=opts["trust_remote_code"],
+    )
+    return reg, examples, config, engine
 
 
 def _metric_table(title: str, columns: dict[str, dict]) -> Table:
@@ -543,28 +547,9 @@ def eval_cmd(
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Evaluate one model (optionally with an adapter): generate, extract tool calls, score."""
-    from specdecode.evaluate import evaluate, make_backend
+    from specdecode.evaluate import evaluate
 
-    reg, examples, config = _eval_setup(
-        test_file,
-        mode,
-        registry,
-        tool_style,
-        skip_invalid,
-        max_new_tokens,
-        batch_size,
-        repetition_penalty,
-        limit,
-    )
-    engine = make_backend(
-        backend,
-        base_model,
-        lora_dir,
-        base_url=base_url,
-        lora_name=lora_name,
-        api_key_env=api_key_env,
-        trust_remote_code=trust_remote_code,
-    )
+    reg, examples, config, engine = _eval_setup(locals())
     summary = evaluate(engine, examples, output_file, reg, mode, config, adapter=True)
     label = "lora" if summary["adapter"] else "base"
     console.print(_metric_table(f"{len(examples)} examples, {mode} mode ({backend})", {label: summary}))
@@ -593,29 +578,10 @@ def compare_cmd(
     skip_invalid: SkipInvalid = False,
 ) -> None:
     """Base model vs. LoRA on the same examples (one model load), with paired statistics."""
-    from specdecode.evaluate import compare, make_backend, make_judge
+    from specdecode.evaluate import compare, make_judge
 
-    reg, examples, config = _eval_setup(
-        test_file,
-        mode,
-        registry,
-        tool_style,
-        skip_invalid,
-        max_new_tokens,
-        batch_size,
-        repetition_penalty,
-        limit,
-    )
-    the_judge = make_judge(judge)
-    engine = make_backend(
-        backend,
-        base_model,
-        lora_dir,
-        base_url=base_url,
-        lora_name=lora_name,
-        api_key_env=api_key_env,
-        trust_remote_code=trust_remote_code,
-    )
+    the_judge = make_judge(judge)  # before the model loads: a bad name fails at once
+    reg, examples, config, engine = _eval_setup(locals())
     summary = compare(engine, examples, output_file, reg, mode, config, the_judge)
     console.print(
         _metric_table(
@@ -641,4 +607,4 @@ def main() -> None:
         raise SystemExit(InputError.exit_code) from None
 
 
-__all__ = ["InputError", "app", "iter_json_lines", "main"]
+__all__ = ["app", "main"]
