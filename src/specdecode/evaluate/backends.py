@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -77,7 +77,16 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
 
 
 class HFBackend:
-    """Hugging Face ``generate``: batched, left padding, sorted by prompt length, greedy by default."""
+    """Hugging Face transformers, batched: the reference backend.
+
+    Prompts are sorted by length and decoded greedily (by default) in batches. Three things
+    keep it fast where ``model.generate`` is not: the prompt prefix every request of a batch
+    shares (system prompt and tool list) is prefilled once and its KV cache repeated across
+    the batch; a sequence leaves the batch (and the KV cache) as soon as it hits end-of-turn,
+    a stop string or ``max_new_tokens``, so one long answer does not keep the others
+    computing; and adapter answers run on weights with the LoRA merged in (PEFT
+    ``merge_adapter``, undone after), base answers with the adapter disabled.
+    """
 
     name = "hf"
 
@@ -102,6 +111,9 @@ class HFBackend:
                 raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
             self.model = PeftModel.from_pretrained(self.model, lora_dir)
         self.model.eval()
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = {self.tokenizer.eos_token_id} | set(eos if isinstance(eos, list) else [eos])
+        self.eos_ids.discard(None)
 
     def prompt_ids(self, request: Request) -> list[int]:
         text = render_prompt(self.tokenizer, request.messages, request.tools)
@@ -110,48 +122,132 @@ class HFBackend:
     def generate(
         self, requests: Sequence[Request], config: GenerationConfig, adapter: bool
     ) -> list[Generation]:
-        torch = self.torch
         encoded = [self.prompt_ids(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: len(encoded[i]))
         results: list[Generation | None] = [None] * len(requests)
-        use_adapter = adapter and self.has_adapter
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            width = max(len(encoded[i]) for i in batch)
-            pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
-            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
-            ctx = self.model.disable_adapter() if self.has_adapter and not use_adapter else nullcontext()
-            kwargs: dict[str, Any] = {
-                "max_new_tokens": config.max_new_tokens,
-                "repetition_penalty": config.repetition_penalty,
-                "pad_token_id": pad,
-                "eos_token_id": self.tokenizer.eos_token_id,
-            }
-            if config.temperature > 0:
-                kwargs.update(do_sample=True, temperature=config.temperature)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            if config.stop:
-                kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
-            started = time.perf_counter()
-            with ctx, torch.inference_mode():
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-            elapsed = time.perf_counter() - started
-            for row, i in enumerate(batch):
-                new = out[row, width:].tolist()
-                if self.tokenizer.eos_token_id in new:
-                    new = new[: new.index(self.tokenizer.eos_token_id) + 1]
-                while new and new[-1] == pad and pad != self.tokenizer.eos_token_id:
-                    new.pop()
-                text = _cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), config.stop)
-                results[i] = Generation(
-                    text=text,
-                    latency=elapsed / len(batch),
-                    prompt_tokens=len(encoded[i]),
-                    completion_tokens=len(new),
-                )
+        with self._weights(adapter and self.has_adapter), self.torch.inference_mode():
+            for start in range(0, len(order), max(config.batch_size, 1)):
+                batch = order[start : start + max(config.batch_size, 1)]
+                started = time.perf_counter()
+                outputs = self._decode([encoded[i] for i in batch], config)
+                elapsed = time.perf_counter() - started
+                for i, new in zip(batch, outputs):
+                    text = _cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), config.stop)
+                    results[i] = Generation(
+                        text=text,
+                        latency=elapsed / len(batch),
+                        prompt_tokens=len(encoded[i]),
+                        completion_tokens=len(new),
+                    )
         return [r for r in results if r is not None]
+
+    @contextmanager
+    def _weights(self, adapter: bool) -> Iterator[None]:
+        """Adapter merged into the weights, or disabled; the model is as it was afterwards."""
+        if not self.has_adapter:
+            yield
+        elif adapter:
+            self.model.merge_adapter()
+            try:
+                yield
+            finally:
+                self.model.unmerge_adapter()
+        else:
+            with self.model.disable_adapter():
+                yield
+
+    def _decode(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+        """New token ids for each prompt (one batch): shared-prefix prefill, then decoding with
+        finished sequences dropped from the batch."""
+        from transformers import DynamicCache
+
+        torch, model = self.torch, self.model
+        shared = _shared_prefix_len(prompts)
+        cache = DynamicCache(config=model.config)
+        if shared:
+            model(input_ids=torch.tensor([prompts[0][:shared]]), past_key_values=cache, logits_to_keep=1)
+            cache.batch_repeat_interleave(len(prompts))
+        tails = [p[shared:] for p in prompts]
+        width = max(len(t) for t in tails)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails])
+        mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails])
+        positions = torch.tensor(
+            [[shared] * (width - len(t)) + list(range(shared, shared + len(t))) for t in tails]
+        )
+        logits = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        next_position = positions[:, -1:] + 1
+        sequences = [list(p) for p in prompts]
+        new: list[list[int]] = [[] for _ in prompts]
+        active = list(range(len(prompts)))  # rows of the batch still decoding, as prompt indices
+        sampler = torch.Generator().manual_seed(0)
+        for _ in range(config.max_new_tokens):
+            tokens = self._pick(logits.float(), [sequences[i] for i in active], config, sampler)
+            keep = []
+            for row, token in enumerate(tokens):
+                i = active[row]
+                new[i].append(token)
+                sequences[i].append(token)
+                if not self._finished(new[i], config):
+                    keep.append(row)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep)
+                cache.batch_select_indices(index)
+                mask, next_position = mask[index], next_position[index]
+                active = [active[row] for row in keep]
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            step_ids = torch.tensor([[sequences[i][-1]] for i in active])
+            logits = model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=next_position,
+                past_key_values=cache,
+            ).logits[:, -1]
+            next_position = next_position + 1
+        return new
+
+    def _pick(
+        self, logits: Any, sequences: list[list[int]], config: GenerationConfig, sampler: Any
+    ) -> list[int]:
+        """Next token per row: repetition penalty (HF's processor), then greedy or sampling."""
+        torch = self.torch
+        if config.repetition_penalty != 1.0:
+            from transformers import RepetitionPenaltyLogitsProcessor
+
+            penalty = RepetitionPenaltyLogitsProcessor(config.repetition_penalty)
+            logits = torch.cat(
+                [penalty(torch.tensor([seq]), logits[row : row + 1]) for row, seq in enumerate(sequences)]
+            )
+        if config.temperature > 0:
+            probs = torch.softmax(logits / config.temperature, dim=-1)
+            return torch.multinomial(probs, 1, generator=sampler)[:, 0].tolist()
+        return logits.argmax(dim=-1).tolist()
+
+    def _finished(self, new: list[int], config: GenerationConfig) -> bool:
+        if new[-1] in self.eos_ids or len(new) >= config.max_new_tokens:
+            return True
+        if not config.stop:
+            return False
+        tail = self.tokenizer.decode(new[-16:], skip_special_tokens=True)
+        return any(s and s in tail for s in config.stop)
+
+
+def _shared_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix every prompt shares, leaving each at least one token of its own."""
+    limit = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
 
 
 class VLLMBackend:
