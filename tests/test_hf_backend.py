@@ -54,7 +54,9 @@ def backend(smol_run) -> HFBackend:
 
 @pytest.fixture(scope="module")
 def requests(synth_split: Path):
-    examples = load_examples(synth_split / "test.jsonl", "next-call", load_registry("tools4"), PromptOptions())
+    examples = load_examples(
+        synth_split / "test.jsonl", "next-call", load_registry("tools4"), PromptOptions()
+    )
     return [e.request for e in examples[:8]]
 
 
@@ -103,6 +105,8 @@ def test_sampling_is_seeded(backend: HFBackend, requests) -> None:
     config = GenerationConfig(max_new_tokens=16, temperature=1.0)
     first = [g.text for g in backend.generate(requests[:3], config, adapter=False)]
     again = [g.text for g in backend.generate(requests[:3], config, adapter=False)]
-    greedy = [g.text for g in backend.generate(requests[:3], GenerationConfig(max_new_tokens=16), adapter=False)]
+    greedy = [
+        g.text for g in backend.generate(requests[:3], GenerationConfig(max_new_tokens=16), adapter=False)
+    ]
     assert first == again
     assert first != greedy
