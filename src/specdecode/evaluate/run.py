@@ -263,6 +263,7 @@ def evaluate(
     summary = {
         **summarise(rows, mode),
         "backend": backend.name,
+        "dtype": getattr(backend, "dtype", None),
         "adapter": adapter and backend.has_adapter,
         "seconds": round(time.time() - started, 1),
     }
@@ -323,6 +324,7 @@ def compare(
         "n": len(rows),
         "mode": mode,
         "backend": backend.name,
+        "dtype": getattr(backend, "dtype", None),
         "judge": judge.name,
         "base": summarise(rows, mode, "base_"),
         "lora": summarise(rows, mode, "lora_"),
