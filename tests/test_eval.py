@@ -115,3 +115,18 @@ def test_hf_eval_resumes_to_the_same_file(tiny_qwen3: Path, synth_split: Path, t
     summary = json.loads(full.with_suffix(".summary.json").read_text())
     assert summary["n"] == 12 and set(summary["metrics"]) >= {"first_call_name", "name_f1", "args_match"}
     assert 0 <= summary["metrics"]["parse_ok"]["mean"] <= 1
+
+
+def test_hf_eval_in_bfloat16_and_a_bad_dtype(tiny_qwen3: Path, synth_split: Path, tmp_path: Path) -> None:
+    args = ["eval", "--base_model", str(tiny_qwen3), "--test_file", str(synth_split / "test.jsonl")]
+    out = tmp_path / "bf16.jsonl"
+    run_cli(
+        *args, "--output_file", out, "--limit", "4", "--max_new_tokens", "6", "--dtype", "bf16", check=True
+    )
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["dtype"] == "bfloat16" and summary["n"] == 4
+    assert all(0 < r["completion_tokens"] <= 6 for r in _rows(out))
+    bad = run_cli(*args, "--output_file", tmp_path / "bad.jsonl", "--dtype", "float8")
+    assert bad.returncode == 2
+    assert "--dtype 'float8'" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad.jsonl").exists()
