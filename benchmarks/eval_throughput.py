@@ -68,7 +68,7 @@ def main() -> None:
     hf = HFBackend(opts.base_model, opts.lora_dir, dtype=opts.dtype)
 
     def prototype_one(hf: HFBackend, prompt: list[int], adapter: bool, cap: int) -> tuple[float, list[int]]:
-        ids = torch.tensor([prompt])
+        ids = torch.tensor([prompt], device=hf.device)
         ctx = hf.model.disable_adapter() if not adapter else nullcontext()
         start = time.perf_counter()
         with ctx, torch.inference_mode():

@@ -32,7 +32,7 @@ def test_shared_prefix_leaves_every_prompt_a_token() -> None:
 
 def _reference(backend: HFBackend, prompt: list[int], adapter: bool, **kwargs) -> list[int]:
     """The prototype's loop: one prompt, ``model.generate``, no padding."""
-    ids = torch.tensor([prompt])
+    ids = torch.tensor([prompt], device=backend.device)
     ctx = backend.model.disable_adapter() if backend.has_adapter and not adapter else nullcontext()
     with ctx, torch.inference_mode():
         out = backend.model.generate(
@@ -89,7 +89,7 @@ def test_prompts_without_a_shared_prefix_and_repetition_penalty(backend: HFBacke
 
 
 def test_adapter_answers_leave_the_base_weights_as_they_were(backend: HFBackend, requests) -> None:
-    ids = torch.tensor([backend.prompt_ids(requests[0])])
+    ids = torch.tensor([backend.prompt_ids(requests[0])], device=backend.device)
     with torch.inference_mode(), backend.model.disable_adapter():
         before = backend.model(input_ids=ids).logits
     backend.generate(requests[:2], GenerationConfig(max_new_tokens=4), adapter=True)

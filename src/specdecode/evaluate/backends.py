@@ -117,7 +117,8 @@ class HFBackend:
             if not (Path(lora_dir) / "adapter_config.json").is_file():
                 raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
             self.model = PeftModel.from_pretrained(self.model, lora_dir)
-        self.model.eval()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {self.tokenizer.eos_token_id} | set(eos if isinstance(eos, list) else [eos])
         self.eos_ids.discard(None)
@@ -168,19 +169,23 @@ class HFBackend:
         finished sequences dropped from the batch."""
         from transformers import DynamicCache
 
-        torch, model = self.torch, self.model
+        torch, model, device = self.torch, self.model, self.device
         shared = _shared_prefix_len(prompts)
         cache = DynamicCache(config=model.config)
         if shared:
-            model(input_ids=torch.tensor([prompts[0][:shared]]), past_key_values=cache, logits_to_keep=1)
+            prefix = torch.tensor([prompts[0][:shared]], device=device)
+            model(input_ids=prefix, past_key_values=cache, logits_to_keep=1)
             cache.batch_repeat_interleave(len(prompts))
         tails = [p[shared:] for p in prompts]
         width = max(len(t) for t in tails)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails])
-        mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails])
+        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=device)
+        mask = torch.tensor(
+            [[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails], device=device
+        )
         positions = torch.tensor(
-            [[shared] * (width - len(t)) + list(range(shared, shared + len(t))) for t in tails]
+            [[shared] * (width - len(t)) + list(range(shared, shared + len(t))) for t in tails],
+            device=device,
         )
         logits = model(
             input_ids=ids,
@@ -193,7 +198,7 @@ class HFBackend:
         sequences = [list(p) for p in prompts]
         new: list[list[int]] = [[] for _ in prompts]
         active = list(range(len(prompts)))  # rows of the batch still decoding, as prompt indices
-        sampler = torch.Generator().manual_seed(0)
+        sampler = torch.Generator(device=device).manual_seed(0)
         for _ in range(config.max_new_tokens):
             tokens = self._pick(logits.float(), [sequences[i] for i in active], config, sampler)
             keep = []
@@ -206,12 +211,12 @@ class HFBackend:
             if not keep:
                 break
             if len(keep) < len(active):
-                index = torch.tensor(keep)
+                index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
                 mask, next_position = mask[index], next_position[index]
                 active = [active[row] for row in keep]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            step_ids = torch.tensor([[sequences[i][-1]] for i in active])
+            step_ids = torch.tensor([[sequences[i][-1]] for i in active], device=device)
             logits = model(
                 input_ids=step_ids,
                 attention_mask=mask,
@@ -231,7 +236,10 @@ class HFBackend:
 
             penalty = RepetitionPenaltyLogitsProcessor(config.repetition_penalty)
             logits = torch.cat(
-                [penalty(torch.tensor([seq]), logits[row : row + 1]) for row, seq in enumerate(sequences)]
+                [
+                    penalty(torch.tensor([seq], device=logits.device), logits[row : row + 1])
+                    for row, seq in enumerate(sequences)
+                ]
             )
         if config.temperature > 0:
             probs = torch.softmax(logits / config.temperature, dim=-1)
