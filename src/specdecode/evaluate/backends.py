@@ -290,7 +290,7 @@ class VLLMBackend:
 
         import torch
 
-        from specdecode.models import DTYPES, load_tokenizer, resolve_model
+        from specdecode.models import load_tokenizer, resolve_dtype, resolve_model
 
         base_path = resolve_model(base_model)
         tok_source = (
@@ -310,10 +310,8 @@ class VLLMBackend:
         # auto: the model's own dtype on GPU; fp32 on CPU, which keeps greedy answers identical
         # to the hf reference (bf16 is about 2x faster on AMX CPUs, see BENCHMARKS.md, but
         # changes some answers).
-        if dtype != "auto" and dtype not in DTYPES:
-            raise InputError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
-        engine_dtype = DTYPES.get(dtype, "auto" if on_gpu else "float32")
-        self.dtype = engine_dtype
+        engine_dtype = "auto" if on_gpu and dtype == "auto" else str(resolve_dtype(dtype))
+        engine_dtype = engine_dtype.removeprefix("torch.")
         # vLLM detokenizes with the base model's tokenizer (an adapter's is the same vocabulary;
         # prompts are tokenized here). Handing it the adapter folder makes it retry, and fail,
         # to read a model config there.
