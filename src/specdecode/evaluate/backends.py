@@ -76,6 +76,18 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[: min(ends)] if ends else text
 
 
+def _base_and_tokenizer(base_model: str, lora_dir: str | None, trust_remote_code: bool) -> tuple[str, Any]:
+    """The base model's local path and the tokenizer (the adapter's when it saved one), after
+    checking that ``lora_dir`` is a PEFT adapter, before any weights load."""
+    from specdecode.models import load_tokenizer, resolve_model
+
+    if lora_dir and not (Path(lora_dir) / "adapter_config.json").is_file():
+        raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
+    base_path = resolve_model(base_model)
+    has_tokenizer = lora_dir and (Path(lora_dir) / "tokenizer_config.json").is_file()
+    return base_path, load_tokenizer(lora_dir if has_tokenizer else base_path, trust_remote_code)
+
+
 class HFBackend:
     """Hugging Face transformers, batched: the reference backend.
 
@@ -99,14 +111,10 @@ class HFBackend:
     ):
         import torch
 
-        from specdecode.models import load_model, load_tokenizer, resolve_dtype, resolve_model
+        from specdecode.models import load_model, resolve_dtype
 
         self.torch = torch
-        base_path = resolve_model(base_model)
-        tok_source = (
-            lora_dir if lora_dir and (Path(lora_dir) / "tokenizer_config.json").is_file() else base_path
-        )
-        self.tokenizer = load_tokenizer(tok_source, trust_remote_code)
+        base_path, self.tokenizer = _base_and_tokenizer(base_model, lora_dir, trust_remote_code)
         self.tokenizer.padding_side = "left"
         self.model = load_model(base_path, resolve_dtype(dtype), trust_remote_code=trust_remote_code)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
@@ -114,8 +122,6 @@ class HFBackend:
         if lora_dir is not None:
             from peft import PeftModel
 
-            if not (Path(lora_dir) / "adapter_config.json").is_file():
-                raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
             self.model = PeftModel.from_pretrained(self.model, lora_dir)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
@@ -290,19 +296,13 @@ class VLLMBackend:
 
         import torch
 
-        from specdecode.models import load_tokenizer, resolve_dtype, resolve_model
+        from specdecode.models import resolve_dtype
 
-        base_path = resolve_model(base_model)
-        tok_source = (
-            lora_dir if lora_dir and (Path(lora_dir) / "tokenizer_config.json").is_file() else base_path
-        )
-        self.tokenizer = load_tokenizer(tok_source, trust_remote_code)
+        base_path, self.tokenizer = _base_and_tokenizer(base_model, lora_dir, trust_remote_code)
         self.has_adapter = lora_dir is not None
         self.lora_dir = lora_dir
         rank = 16
         if lora_dir:
-            if not (Path(lora_dir) / "adapter_config.json").is_file():
-                raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
             rank = int(json.loads((Path(lora_dir) / "adapter_config.json").read_text()).get("r", 16))
         on_gpu = torch.cuda.is_available()
         if not on_gpu:
