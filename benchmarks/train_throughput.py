@@ -100,7 +100,8 @@ def run_specdecode(
     from specdecode.models import load_model, load_tokenizer
     from specdecode.train.config import TrainConfig
     from specdecode.train.data import DataReport, build_examples
-    from specdecode.train.sft import _speculator_trainer, _training_args
+    from specdecode.train.loss import speculator_trainer as _speculator_trainer
+    from specdecode.train.sft import _training_args
 
     tok = load_tokenizer(model_path)
     rows = build_examples(tok, _examples(n_traces), 2048, DataReport("bench"))

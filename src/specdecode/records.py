@@ -132,6 +132,12 @@ class ChatRecord(_Record):
     id: str = NonEmpty
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
+    # What conversion adds: the GAIA level, the trace it came from and, for one-call examples,
+    # the index of the call to predict (and the trace's number of calls).
+    level: int | None = Field(default=None, ge=1, le=3)
+    source_id: str | None = None
+    step: int | None = Field(default=None, ge=0)
+    n_steps: int | None = Field(default=None, ge=0)
 
     @field_validator("id", mode="before")
     @classmethod

@@ -9,6 +9,8 @@ order, so it equals the file of an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from specdecode.errors import InputError
-from specdecode.evaluate.backends import FIRST_CALL_STOPS, Backend, Generation, GenerationConfig, Request
+from specdecode.evaluate import backends as _backends
+from specdecode.evaluate.backends import Backend, Generation, GenerationConfig, Request
 from specdecode.evaluate.metrics import (
     ALL_METRICS,
     BINARY,
@@ -32,9 +35,10 @@ from specdecode.evaluate.metrics import (
 )
 from specdecode.evaluate.parse import parse_calls
 from specdecode.jsonl import append_jsonl, iter_json_lines, read_records, write_json, write_jsonl
-from specdecode.prompts import PromptOptions
-from specdecode.records import ChatRecord, ToolCall, TraceRecord
+from specdecode.prompts import PromptOptions, call_text
+from specdecode.records import ChatRecord, ToolCall, ToolSpec, TraceRecord
 from specdecode.registry import Registry
+from specdecode.settings import CompareSettings, EvalSettings
 
 console = Console(stderr=True)
 MODES = ("trace", "next-call")
@@ -42,7 +46,7 @@ MODES = ("trace", "next-call")
 
 @dataclass
 class Example:
-    """One evaluation item: the prompt, the gold calls and where it comes from."""
+    """One evaluation item: the prompt, the gold calls (typed) and where it comes from."""
 
     id: str
     request: Request
@@ -52,8 +56,12 @@ class Example:
     step: int | None
 
 
-def _gold_from_chat(record: ChatRecord) -> tuple[list[dict[str, Any]], list[ToolCall], str]:
-    """Prompt messages (before the first assistant turn) and the gold calls of a chat record."""
+def _prompt_and_gold(record: ChatRecord) -> tuple[list[dict[str, Any]], list[ToolCall], str]:
+    """Prompt messages (before the first assistant turn) and the gold calls of a user's chat record.
+
+    Only for chat files a user brings: traces never go through text (see ``load_examples``).
+    Structured ``tool_calls`` are taken as they are; plain assistant text is parsed.
+    """
     messages = [m.model_dump(exclude_none=True) for m in record.messages]
     first = next((i for i, m in enumerate(record.messages) if m.role == "assistant"), None)
     if first is None:
@@ -63,45 +71,116 @@ def _gold_from_chat(record: ChatRecord) -> tuple[list[dict[str, Any]], list[Tool
     for message in record.messages[first:]:
         if message.role != "assistant":
             continue
-        calls = [c.model_dump() for c in message.tool_calls] if message.tool_calls else None
-        gold += parse_calls(message.content, calls).calls
-        raw_parts.append(message.content or json.dumps(calls))
+        if message.tool_calls:
+            gold += [
+                ToolCall(tool_name=c.function.name, arguments=c.function.arguments)
+                for c in message.tool_calls
+            ]
+            raw_parts.append(json.dumps([c.model_dump(exclude_none=True) for c in message.tool_calls]))
+        else:
+            gold += parse_calls(message.content).calls
+            raw_parts.append(message.content or "")
     return messages[:first], gold, "\n".join(raw_parts)
 
 
-def load_examples(
-    path: str | Path, mode: str, registry: Registry, options: PromptOptions, skip_invalid: bool = False
-) -> list[Example]:
-    """Examples from a trace JSONL (converted for the mode) or a chat JSONL (used as is)."""
-    from specdecode.data.convert import convert
+def _offered_tools(chat: ChatRecord, registry: Registry, trace: TraceRecord | None) -> list[ToolSpec]:
+    """The tools a prompt offers: the record's own list, else the whole registry."""
+    if trace is not None:
+        return registry.subset(trace.tools)
+    if chat.tools:
+        specs = []
+        for schema in chat.tools:
+            function = schema.get("function", schema)
+            specs.append(
+                ToolSpec(
+                    name=function.get("name", "?"),
+                    description=function.get("description") or "-",
+                    parameters=function.get("parameters") or {"type": "object", "properties": {}},
+                )
+            )
+        return specs
+    return list(registry.tools)
 
+
+def _trace_chats(
+    traces: Sequence[TraceRecord], mode: str, registry: Registry, options: PromptOptions, prompt_form: str
+) -> list[ChatRecord]:
+    from specdecode.data import convert as conversion
+
+    if mode == "trace":
+        return conversion.convert(traces, "plain", registry, options)
+    if prompt_form == "conversation":
+        step_examples = getattr(conversion, "step_examples", None)
+        if step_examples is None:
+            raise InputError("the conversation prompt form is not available in this version")
+        return step_examples(traces, registry, options, prompt_form="conversation")
+    return conversion.convert(traces, "steps", registry, options)
+
+
+def load_examples(
+    path: str | Path,
+    mode: str,
+    registry: Registry,
+    options: PromptOptions,
+    skip_invalid: bool = False,
+    *,
+    prompt_form: str = "steps",
+    constrained: bool = False,
+) -> list[Example]:
+    """Examples from a trace JSONL (prompts built here, gold calls taken from the trace as typed
+    ``ToolCall`` objects) or a chat JSONL (used as is, gold from its assistant turns).
+
+    ``constrained`` attaches the JSON schema of one call among the prompt's offered tools.
+    """
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}: choose trace or next-call")
+    if constrained and mode != "next-call":
+        raise InputError("--constrained applies to --mode next-call (one call per answer)")
     first = next(iter_json_lines(path), None)
     if first is None:
         raise InputError("file has no records", path)
+    traces: dict[str, TraceRecord] = {}
     if "trace" in first[1] and "messages" not in first[1]:
-        traces = read_records(path, TraceRecord, skip_invalid=skip_invalid)
-        chats = convert(traces, "steps" if mode == "next-call" else "plain", registry, options)
+        records = read_records(path, TraceRecord, skip_invalid=skip_invalid)
+        traces = {t.id: t for t in records}
+        chats = _trace_chats(records, mode, registry, options, prompt_form)
     else:
         chats = read_records(path, ChatRecord, skip_invalid=skip_invalid)
     examples = []
     for chat in chats:
-        messages, gold, raw = _gold_from_chat(chat)
-        if mode == "next-call":
-            gold = gold[:1]
-        extra = chat.model_dump()
+        trace = traces.get(chat.source_id or chat.id) if traces else None
+        if trace is not None:
+            messages = _prompt_part(chat)
+            if mode == "next-call":
+                gold = [trace.trace[chat.step or 0].action]
+            else:
+                gold = [s.action for s in trace.trace]
+            raw = "\n".join(call_text(c) for c in gold)
+        else:
+            messages, gold, raw = _prompt_and_gold(chat)
+            if mode == "next-call":
+                gold = gold[:1]
+        schema = None
+        if constrained:
+            from specdecode.evaluate.constrain import call_schema
+
+            schema = call_schema(_offered_tools(chat, registry, trace))
+        request = Request(chat.id, messages, chat.tools)
+        if schema is not None:
+            request.response_schema = schema  # type: ignore[attr-defined]
         examples.append(
-            Example(
-                id=chat.id,
-                request=Request(chat.id, messages, chat.tools),
-                gold=gold,
-                gold_raw=raw,
-                level=extra.get("level"),
-                step=extra.get("step"),
-            )
+            Example(id=chat.id, request=request, gold=gold, gold_raw=raw, level=chat.level, step=chat.step)
         )
     return examples
+
+
+def _prompt_part(chat: ChatRecord) -> list[dict[str, Any]]:
+    """The prompt of a converted example: before its one target (a step example ends with the
+    target call), or before the first assistant turn (a whole trace)."""
+    messages = [m.model_dump(exclude_none=True) for m in chat.messages]
+    if chat.step is not None:
+        return messages[:-1]
+    return messages[: next(i for i, m in enumerate(chat.messages) if m.role == "assistant")]
 
 
 def _calls_json(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
@@ -122,12 +201,18 @@ def score(example: Example, generation: Generation, registry: Registry, mode: st
         "unknown_tools": unknown,
         "metrics": metrics,
         "latency": round(generation.latency, 4),
+        "first_token_latency": _round(getattr(generation, "first_token_latency", None)),
+        "batch_size": getattr(generation, "batch_size", None),
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
         "tokens_per_s": round(generation.completion_tokens / generation.latency, 2)
         if generation.latency
         else None,
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def primary(metrics: dict[str, Any], mode: str) -> float:
@@ -146,8 +231,15 @@ def _base_row(example: Example) -> dict[str, Any]:
     }
 
 
-def _resume(output: Path, ids: set[str]) -> dict[str, dict[str, Any]]:
-    """Rows already written for these ids (a torn last line from a kill is ignored)."""
+def fingerprint_id(fingerprint: dict[str, Any]) -> str:
+    """A short stable id of a run's settings, stored in every row it writes."""
+    canonical = json.dumps(fingerprint, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _resume(output: Path, ids: set[str], run_id: str | None, overwrite: bool) -> dict[str, dict[str, Any]]:
+    """Rows already written for these ids by a run with the same settings (a torn last line from
+    a kill is ignored). Rows of a run with other settings stop the command unless ``overwrite``."""
     done: dict[str, dict[str, Any]] = {}
     if not output.exists():
         return done
@@ -156,7 +248,18 @@ def _resume(output: Path, ids: set[str]) -> dict[str, dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and row.get("id") in ids:
+        if not isinstance(row, dict):
+            continue
+        if run_id is not None and row.get("run") != run_id:
+            if overwrite:
+                return {}
+            raise InputError(
+                "holds results of a run with other settings (model, adapter, mode, backend, registry, "
+                "prompt or generation settings, or input file); use --overwrite to replace it, "
+                "or another --output_file",
+                output,
+            )
+        if row.get("id") in ids:
             done[row["id"]] = row
     return done
 
@@ -167,14 +270,21 @@ def run_examples(
     make_rows: Callable[[list[Example]], list[dict]],
     chunk: int,
     label: str,
+    run_id: str | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Answer pending examples in chunks, appending rows as they finish; return all rows in input order."""
+    """Answer pending examples in chunks, appending rows as they finish; return all rows in input order.
+
+    Every row carries ``run`` = ``run_id``, so a rerun resumes only its own rows.
+    """
     ids = [e.id for e in examples]
-    done = _resume(output, set(ids))
+    done = _resume(output, set(ids), run_id, overwrite)
     pending = [e for e in examples if e.id not in done]
     if done:
         console.print(f"resuming: {len(done)} of {len(examples)} examples already in {output}")
-        write_jsonl(output, [done[i] for i in ids if i in done])  # drop a torn line before appending
+    # Rewrite what is kept (drops a torn line, or another run's rows with --overwrite) before appending.
+    if output.exists():
+        write_jsonl(output, [done[i] for i in ids if i in done])
     with Progress(
         TextColumn(label),
         BarColumn(),
@@ -186,6 +296,8 @@ def run_examples(
         task = progress.add_task(label, total=len(examples), completed=len(done))
         for start in range(0, len(pending), chunk):
             for row in make_rows(list(pending[start : start + chunk])):
+                if run_id is not None:
+                    row["run"] = run_id
                 append_jsonl(output, row)
                 done[row["id"]] = row
                 progress.advance(task)
@@ -195,15 +307,46 @@ def run_examples(
 
 
 def generation_config(
-    mode: str, max_new_tokens: int | None, batch_size: int, repetition_penalty: float
+    mode: str,
+    max_new_tokens: int | None,
+    batch_size: int,
+    repetition_penalty: float,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> GenerationConfig:
     """Next-call mode stops after the first complete call and needs few tokens."""
+    names = {f.name for f in dataclasses.fields(GenerationConfig)}
+    extra: dict[str, Any] = {}
+    if "stop_at_first_call" in names:
+        extra["stop_at_first_call"] = mode == "next-call"
+    elif mode == "next-call":
+        extra["stop"] = _backends.FIRST_CALL_STOPS  # type: ignore[attr-defined]
+    if "seed" in names:
+        extra["seed"] = seed
     return GenerationConfig(
         max_new_tokens=max_new_tokens or (96 if mode == "next-call" else 512),
-        stop=FIRST_CALL_STOPS if mode == "next-call" else (),
         batch_size=batch_size,
         repetition_penalty=repetition_penalty,
+        temperature=temperature,
+        **extra,
     )
+
+
+def latency_summary(latencies: Sequence[float], batch_sizes: Sequence[int | None]) -> dict[str, Any]:
+    """Per-request latency (each request's batch start to its own last token): mean, p50, p95."""
+    import numpy as np
+
+    if not latencies:
+        return {"mean_s": None, "p50_s": None, "p95_s": None, "measured_at_batch_1": None}
+    values = np.asarray(latencies, dtype=float)
+    known = [b for b in batch_sizes if b is not None]
+    return {
+        "mean_s": round(float(values.mean()), 4),
+        "p50_s": round(float(np.percentile(values, 50)), 4),
+        "p95_s": round(float(np.percentile(values, 95)), 4),
+        "measured_at_batch_1": bool(known) and len(known) == len(batch_sizes) and max(known) == 1,
+        "max_batch_size": max(known) if known else None,
+    }
 
 
 def summarise(rows: Sequence[dict[str, Any]], mode: str, prefix: str = "") -> dict[str, Any]:
@@ -226,6 +369,7 @@ def summarise(rows: Sequence[dict[str, Any]], mode: str, prefix: str = "") -> di
         "unknown_tools": sum(len(r[f"{prefix}unknown_tools"]) for r in rows),
         "parse_formats": _count(r[f"{prefix}parse_format"] for r in rows),
         "latency_mean_s": sum(latency) / len(latency) if latency else None,
+        "latency": latency_summary(latency, [r.get(f"{prefix}batch_size") for r in rows]),
         "tokens_per_s": completion / sum(latency) if latency and sum(latency) else None,
         "mode": mode,
     }
@@ -238,6 +382,11 @@ def _count(values: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def _chunk(config: GenerationConfig) -> int:
+    """Examples per resumable chunk: a few batches."""
+    return max(config.batch_size, 1) * 4
+
+
 def evaluate(
     backend: Backend,
     examples: Sequence[Example],
@@ -246,8 +395,17 @@ def evaluate(
     mode: str,
     config: GenerationConfig,
     adapter: bool = True,
+    *,
+    fingerprint: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Score one model (the adapter when the backend has one) on every example."""
+    """Score one model (the adapter when the backend has one) on every example.
+
+    ``fingerprint`` (the run's settings) is stored in the summary and, as a short id, in every
+    row: a rerun into the same file resumes only when it matches.
+    """
+    fingerprint = {"command": "eval", **(fingerprint or {})}
+    run_id = fingerprint_id(fingerprint)
 
     def make_rows(batch: list[Example]) -> list[dict[str, Any]]:
         generations = backend.generate([e.request for e in batch], config, adapter=adapter)
@@ -259,13 +417,17 @@ def evaluate(
         return rows
 
     started = time.time()
-    rows = run_examples(examples, output, make_rows, max(config.batch_size, 1) * 4, f"eval ({backend.name})")
+    rows = run_examples(
+        examples, output, make_rows, _chunk(config), f"eval ({backend.name})", run_id, overwrite
+    )
     summary = {
         **summarise(rows, mode),
         "backend": backend.name,
         "dtype": getattr(backend, "dtype", None),
         "adapter": adapter and backend.has_adapter,
         "seconds": round(time.time() - started, 1),
+        "run": run_id,
+        "fingerprint": fingerprint,
     }
     write_json(output.with_suffix(".summary.json"), summary)
     return summary
@@ -279,10 +441,18 @@ def compare(
     mode: str,
     config: GenerationConfig,
     judge: Any,
+    *,
+    fingerprint: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Base and adapter on the same examples from one loaded model, with paired statistics."""
+    """Base and adapter on the same examples from one loaded model, with paired statistics.
+
+    A judge may add rows' fields (``Verdict.extra``) and summary fields (``judge.summarise(rows)``).
+    """
     if not backend.has_adapter:
         raise InputError("compare needs an adapter (--lora_dir)")
+    fingerprint = {"command": "compare", "judge": judge.name, **(fingerprint or {})}
+    run_id = fingerprint_id(fingerprint)
 
     def make_rows(batch: list[Example]) -> list[dict[str, Any]]:
         requests = [e.request for e in batch]
@@ -300,6 +470,7 @@ def compare(
                 "comparison_reason": verdict.reason,
                 "base_pred": b.text,
                 "lora_pred": lo.text,
+                **(getattr(verdict, "extra", None) or {}),
             }
             for key, value in sb.items():
                 row[f"base_{key}"] = value
@@ -310,7 +481,7 @@ def compare(
 
     started = time.time()
     rows = run_examples(
-        examples, output, make_rows, max(config.batch_size, 1) * 4, f"compare ({backend.name})"
+        examples, output, make_rows, _chunk(config), f"compare ({backend.name})", run_id, overwrite
     )
     tests = {
         name: paired(
@@ -331,6 +502,173 @@ def compare(
         "paired": tests,
         "winners": winners,
         "seconds": round(time.time() - started, 1),
+        "run": run_id,
+        "fingerprint": fingerprint,
     }
+    if hasattr(judge, "summarise"):
+        summary.update(judge.summarise(rows))
     write_json(output.with_suffix(".summary.json"), summary)
     return summary
+
+
+# --------------------------------------------------------------------------- from settings
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _adapter_identity(lora_dir: str | None, backend: str) -> str | None:
+    """What makes an adapter itself: the hash of its weights (its served name for openai)."""
+    if lora_dir is None:
+        return None
+    weights = Path(lora_dir) / "adapter_model.safetensors"
+    if backend != "openai" and weights.is_file():
+        return f"{Path(lora_dir).resolve()}@{file_sha256(weights)[:16]}"
+    return lora_dir
+
+
+def run_fingerprint(settings: EvalSettings, registry: Registry, prompt_form: str) -> dict[str, Any]:
+    """Everything that changes a run's answers: model and adapter identity, mode, backend, dtype,
+    registry, prompt options, generation settings and the input file's hash."""
+    tools = json.dumps([t.model_dump() for t in registry.tools], sort_keys=True)
+    return {
+        "base_model": settings.base_model,
+        "adapter": _adapter_identity(settings.lora_dir, settings.backend),
+        "lora_name": settings.lora_name,
+        "mode": settings.mode,
+        "backend": settings.backend,
+        "dtype": settings.dtype,
+        "registry": hashlib.sha256(tools.encode()).hexdigest()[:16],
+        "tool_style": settings.tool_style,
+        "prompt_form": prompt_form,
+        "constrained": settings.constrained,
+        "max_new_tokens": settings.resolved_max_new_tokens(),
+        "temperature": settings.temperature,
+        "repetition_penalty": settings.repetition_penalty,
+        "seed": settings.seed,
+        "test_file_sha256": file_sha256(settings.test_file),
+    }
+
+
+def resolve_prompt_form(settings: EvalSettings) -> str:
+    """``auto``: the form the adapter was trained on (its train_config.yaml), else ``steps``."""
+    if settings.prompt_form != "auto":
+        return settings.prompt_form
+    config = Path(settings.lora_dir) / "train_config.yaml" if settings.lora_dir else None
+    if config is not None and config.is_file():
+        import yaml
+
+        form = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("form")
+        if form == "conversation":
+            return "conversation"
+    return "steps"
+
+
+@dataclass
+class EvalRun:
+    """What ``eval`` and ``compare`` set up from their settings before generating."""
+
+    registry: Registry
+    examples: list[Example]
+    config: GenerationConfig
+    fingerprint: dict[str, Any]
+
+
+def prepare(settings: EvalSettings) -> EvalRun:
+    """Registry, examples, generation settings and fingerprint (checked before any model loads)."""
+    from specdecode.registry import load_registry
+
+    registry = load_registry(settings.registry)
+    prompt_form = resolve_prompt_form(settings)
+    options = PromptOptions(tool_style=settings.tool_style)
+    examples = load_examples(
+        settings.test_file,
+        settings.mode,
+        registry,
+        options,
+        settings.skip_invalid,
+        prompt_form=prompt_form,
+        constrained=settings.constrained,
+    )
+    if settings.limit:
+        examples = examples[: settings.limit]
+    config = generation_config(
+        settings.mode,
+        settings.resolved_max_new_tokens(),
+        settings.batch_size,
+        settings.repetition_penalty,
+        settings.temperature,
+        settings.seed,
+    )
+    fingerprint = run_fingerprint(settings, registry, prompt_form)
+    return EvalRun(registry, examples, config, fingerprint)
+
+
+def backend_for(settings: EvalSettings) -> Backend:
+    """The generation backend the settings name."""
+    from specdecode.evaluate.backends import make_backend
+
+    extra: dict[str, Any] = {}
+    if settings.chat_template_kwargs:
+        extra["chat_template_kwargs"] = {"enable_thinking": False}
+    return make_backend(
+        settings.backend,
+        settings.base_model,
+        settings.lora_dir,
+        base_url=settings.base_url,
+        lora_name=settings.lora_name,
+        api_key_env=settings.api_key_env,
+        trust_remote_code=settings.trust_remote_code,
+        dtype=settings.dtype,
+        **extra,
+    )
+
+
+def run_eval(settings: EvalSettings) -> dict[str, Any]:
+    """``specdecode eval``: one model on every example; returns the summary."""
+    run = prepare(settings)
+    backend = backend_for(settings)
+    return evaluate(
+        backend,
+        run.examples,
+        settings.output_file,
+        run.registry,
+        settings.mode,
+        run.config,
+        adapter=True,
+        fingerprint=run.fingerprint,
+        overwrite=settings.overwrite,
+    )
+
+
+def run_compare(settings: CompareSettings) -> dict[str, Any]:
+    """``specdecode compare``: base vs adapter with a judge; returns the summary."""
+    from specdecode.evaluate import make_judge
+
+    judge = make_judge(settings.judge, **_judge_settings(settings))  # a bad judge fails before loading
+    run = prepare(settings)
+    backend = backend_for(settings)
+    return compare(
+        backend,
+        run.examples,
+        settings.output_file,
+        run.registry,
+        settings.mode,
+        run.config,
+        judge,
+        fingerprint=run.fingerprint,
+        overwrite=settings.overwrite,
+    )
+
+
+def _judge_settings(settings: CompareSettings) -> dict[str, Any]:
+    given = {
+        "model": settings.judge_model,
+        "base_url": settings.judge_base_url,
+        "api_key_env": settings.judge_api_key_env,
+    }
+    return {k: v for k, v in given.items() if v is not None}

@@ -1,4 +1,4 @@
-"""LoRA supervised fine-tuning of a speculator: setup → train → save.
+"""The training recipe of a speculator, in three visible steps: ``setup`` → ``train_model`` → ``save``.
 
 TRL's ``SFTTrainer`` with a PEFT LoRA on all linear projections. Examples are tokenised
 here (``specdecode.train.data``) so the loss covers exactly the assistant's tokens and its
@@ -14,6 +14,7 @@ import os
 import random
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from specdecode.records import ChatRecord
 from specdecode.registry import load_registry
 from specdecode.train.config import TrainConfig
 from specdecode.train.data import DataReport, build_examples, load_chat_file
+from specdecode.train.loss import speculator_trainer
 
 console = Console(stderr=True)
 
@@ -47,72 +49,6 @@ def hold_out(records: list[ChatRecord], share: float, seed: int) -> tuple[list[C
     train = [r for k in sorted(groups) if k not in val_keys for r in groups[k]]
     val = [r for k in sorted(groups) if k in val_keys for r in groups[k]]
     return train, val
-
-
-def add_selected_lm_head(model: Any) -> None:
-    """Let ``model(..., select_positions=mask)`` return LM-head logits for the masked positions only.
-
-    The forward of the Hugging Face model itself is patched (as TRL does for its fused head), so the
-    call still goes through the PEFT and DDP wrappers and gradients synchronise as usual.
-    """
-    inner = model.forward
-
-    def forward(*args: Any, select_positions: Any = None, **kwargs: Any) -> Any:
-        if select_positions is None:
-            return inner(*args, **kwargs)
-        hidden = model.base_model(*args, **kwargs).last_hidden_state
-        return model.get_output_embeddings()(hidden[select_positions])
-
-    model.forward = forward
-
-
-def trained_positions_loss(
-    model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
-) -> tuple[Any, Any]:
-    """Causal-LM loss that projects through the LM head only the positions whose next token is trained.
-
-    The ``(tokens × vocab)`` logits of the prompt are never built. ``model`` must carry
-    ``add_selected_lm_head``. Returns ``(loss, share of trained tokens predicted exactly)``.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    labels = inputs.pop("labels")
-    trained = labels[:, 1:] != -100
-    select = torch.zeros_like(labels, dtype=torch.bool)
-    select[:, :-1] = trained
-    logits = model(**inputs, select_positions=select, use_cache=False)
-    targets = labels[:, 1:][trained]
-    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
-    count = num_items_in_batch if num_items_in_batch is not None else targets.numel()
-    with torch.no_grad():
-        accuracy = (logits.argmax(-1) == targets).float().mean()
-    return loss / torch.as_tensor(count, device=loss.device).clamp(min=1), accuracy
-
-
-def _speculator_trainer() -> type:
-    """``SFTTrainer`` with a CPU-friendly loss; on CUDA, TRL's own fused (Triton) LM-head loss is kept."""
-    import torch
-    from trl import SFTTrainer
-
-    class SpeculatorTrainer(SFTTrainer):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-            add_selected_lm_head(base)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
-            if torch.cuda.is_available():
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, accuracy = trained_positions_loss(model, inputs, num_items_in_batch)
-            self._metrics["train" if model.training else "eval"]["mean_token_accuracy"].append(
-                accuracy.item()
-            )
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * self.accelerator.num_processes
-            return (loss, None) if return_outputs else loss
-
-    return SpeculatorTrainer
 
 
 def _print_data(reports: list[DataReport]) -> None:
@@ -278,21 +214,29 @@ def _existing_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(output_dir.glob("checkpoint-*")) if output_dir.is_dir() else []
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Run one training; returns the summary that is also written as ``training_summary.json``."""
-    return fit(config)[1]
+@dataclass
+class Run:
+    """What setup hands to training: the trainer, its data and where it starts from."""
+
+    trainer: Any
+    tokenizer: Any
+    train_rows: list[dict]
+    val_rows: list[dict]
+    reports: list[DataReport]
+    last_checkpoint: str | None
+    started: float
 
 
-def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
-    """Run one training; returns the trainer (its model holds the best adapter) and the summary."""
-    import torch
+def setup(config: TrainConfig) -> Run:
+    """Check the output folder, load tokenizer, data and model, wrap the model in LoRA + trainer."""
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from specdecode.models import load_model, load_tokenizer, mixed_precision, resolve_model
+    from specdecode.models import load_model, load_tokenizer, resolve_model
 
+    config.validate_run()
     started = time.time()
     output_dir = Path(config.output_dir)
     checkpoints = _existing_checkpoints(output_dir)
@@ -302,7 +246,6 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
             output_dir,
         )
     set_seed(config.seed)
-    # ---- setup
     model_path = resolve_model(config.model_name)
     tokenizer = load_tokenizer(model_path, config.trust_remote_code)
     train_rows, val_rows, reports = prepare_data(config, tokenizer)
@@ -323,7 +266,7 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     callbacks = (
         [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
     )
-    trainer = _speculator_trainer()(
+    trainer = speculator_trainer()(
         model=model,
         args=_training_args(config),
         processing_class=tokenizer,
@@ -332,15 +275,23 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         eval_dataset=Dataset.from_list(val_rows),
         callbacks=callbacks,
     )
-    # ---- train
     last = get_last_checkpoint(str(output_dir)) if checkpoints else None
     if config.resume and last is None:
         console.print("[yellow]--resume: no checkpoint found, starting from the beginning[/]")
-    initial = None if last else trainer.evaluate()["eval_loss"]
-    result = trainer.train(resume_from_checkpoint=last)
+    return Run(trainer, tokenizer, train_rows, val_rows, reports, last, started)
+
+
+def train_model(config: TrainConfig, run: Run) -> dict[str, Any]:
+    """Train (from the last checkpoint when resuming) and return the run's summary."""
+    import torch
+
+    from specdecode.models import mixed_precision
+
+    trainer = run.trainer
+    initial = None if run.last_checkpoint else trainer.evaluate()["eval_loss"]
+    result = trainer.train(resume_from_checkpoint=run.last_checkpoint)
     final = trainer.evaluate()
-    # ---- save (rank 0 only)
-    summary = {
+    return {
         "global_step": trainer.state.global_step,
         "initial_eval_loss": initial,
         "best_eval_loss": trainer.state.best_metric,
@@ -348,31 +299,52 @@ def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         "final_eval_loss": final["eval_loss"],
         "final_eval_perplexity": math.exp(min(final["eval_loss"], 50)),
         "train_loss": result.training_loss,
-        "train_examples": len(train_rows),
-        "val_examples": len(val_rows),
-        "data": [r.summary() for r in reports],
+        "train_examples": len(run.train_rows),
+        "val_examples": len(run.val_rows),
+        "data": [r.summary() for r in run.reports],
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "mixed_precision": mixed_precision(config.mixed_precision),
-        "seconds": round(time.time() - started, 1),
-        "resumed_from": last,
+        "seconds": round(time.time() - run.started, 1),
+        "resumed_from": run.last_checkpoint,
     }
-    if trainer.is_world_process_zero():
-        trainer.save_model(str(output_dir))
-        tokenizer.save_pretrained(str(output_dir))
-        with atomic_path(output_dir / "train_config.yaml") as tmp:
-            tmp.write_text(config.to_yaml(), encoding="utf-8")
-        registry = load_registry(config.registry)
-        with atomic_path(output_dir / "tools.yaml") as tmp:
-            import yaml
 
-            tmp.write_text(yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False))
-        write_json(output_dir / "training_curves.json", curves(trainer.state.log_history))
-        write_json(output_dir / "training_summary.json", summary)
-        with atomic_path(output_dir / "README.md") as tmp:
-            tmp.write_text(_model_card(config, summary), encoding="utf-8")
-        console.print(
-            f"[green]✓[/] adapter → {output_dir} (step {summary['global_step']}, "
-            f"validation loss {final['eval_loss']:.4f}, best {summary['best_eval_loss']})"
-        )
-    return trainer, json.loads(json.dumps(summary))
+
+def save(config: TrainConfig, run: Run, summary: dict[str, Any]) -> None:
+    """Rank 0 writes the adapter (best by validation loss), tokenizer, settings, registry, curves,
+    summary and model card; every file atomically."""
+    import yaml
+
+    trainer = run.trainer
+    if not trainer.is_world_process_zero():
+        return
+    output_dir = Path(config.output_dir)
+    trainer.save_model(str(output_dir))
+    run.tokenizer.save_pretrained(str(output_dir))
+    with atomic_path(output_dir / "train_config.yaml") as tmp:
+        tmp.write_text(config.to_yaml(), encoding="utf-8")
+    registry = load_registry(config.registry)
+    with atomic_path(output_dir / "tools.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False))
+    write_json(output_dir / "training_curves.json", curves(trainer.state.log_history))
+    write_json(output_dir / "training_summary.json", summary)
+    with atomic_path(output_dir / "README.md") as tmp:
+        tmp.write_text(_model_card(config, summary), encoding="utf-8")
+    console.print(
+        f"[green]✓[/] adapter → {output_dir} (step {summary['global_step']}, "
+        f"validation loss {summary['final_eval_loss']:.4f}, best {summary['best_eval_loss']})"
+    )
+
+
+def fit(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """The recipe: setup → train → save. Returns the trainer (its model holds the best adapter)
+    and the summary that is also written as ``training_summary.json``."""
+    run = setup(config)
+    summary = train_model(config, run)
+    save(config, run, summary)
+    return run.trainer, json.loads(json.dumps(summary))
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run one training; returns the summary that is also written as ``training_summary.json``."""
+    return fit(config)[1]

@@ -1,0 +1,122 @@
+"""What every command module shares: consoles, the success line, and commands built from settings.
+
+``settings_command`` turns a settings model (``specdecode.settings``) into a typer command: one
+option per field, named after it (``--test-file``), with the field's help, type, choices and
+default, plus ``--config FILE``. The command function receives the validated settings object,
+so no option is declared twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+
+import typer
+from pydantic.fields import FieldInfo
+from rich.console import Console
+
+from specdecode.settings import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+S = TypeVar("S", bound=Settings)
+
+
+def done(message: str) -> None:
+    """The one green line a command ends with."""
+    err_console.print(f"[green]✓[/] {message}", highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A yellow warning line on stderr."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def flag(name: str) -> str:
+    """``train_file`` → ``--train-file`` (``--train_file`` is accepted too: see ``normalize_token``)."""
+    return "--" + name.replace("_", "-")
+
+
+def normalize_token(token: str) -> str:
+    """Option names in either spelling match: ``--train_file`` and ``--train-file`` are one option."""
+    return token.replace("_", "-")
+
+
+def _cli_type(annotation: Any) -> tuple[Any, str | None]:
+    """The type typer parses (Literals as text, validated by pydantic) and a metavar for choices."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        base, metavar = _cli_type(inner[0])
+        return base | None, metavar
+    if origin is Literal:
+        return str, "|".join(str(a) for a in get_args(annotation))
+    return annotation, None
+
+
+def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    kind, metavar = _cli_type(field.annotation)
+    help_text = field.description or ""
+    required = field.is_required()
+    if not required and field.default not in (None, False, "") and "[default" not in help_text:
+        default = field.default.value if hasattr(field.default, "value") else field.default
+        help_text += f" [default: {default}]"
+    # Every option is optional here: a required setting may come from --config; pydantic
+    # reports it when neither gives it.
+    if extra.get("argument"):
+        info: Any = typer.Argument(help=help_text, show_default=False, metavar=metavar)
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[kind | None, info],
+        )
+    decls = [flag(name)] + ([str(extra["short"])] if extra.get("short") else [])
+    if kind in (bool, bool | None):
+        kind, decls = bool | None, [f"{flag(name)}/--no-{name.replace('_', '-')}"]
+        if field.default is False:  # a plain switch, as the prototype's flags were
+            kind, decls = bool, [flag(name)]
+    if required:
+        help_text += " [required]"
+    info = typer.Option(*decls, help=help_text, show_default=False, metavar=metavar)
+    annotation = kind if kind is bool else kind | None
+    default: Any = False if kind is bool else None
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info]
+    )
+
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML file of these options (flags override it).")
+]
+
+
+def settings_command(app: typer.Typer, name: str, model: type[S], **command_kwargs: Any) -> Callable:
+    """Register ``fn(settings)`` as command ``name`` with one option per field of ``model``."""
+
+    def decorate(fn: Callable[[S], Any]) -> Callable[[S], Any]:
+        parameters = [_parameter(n, f) for n, f in model.model_fields.items()]
+        parameters.sort(key=lambda p: p.kind)  # arguments first
+        parameters.append(
+            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOpt)
+        )
+
+        def command(**given: Any) -> Any:
+            config = given.pop("config", None)
+            flags = {k: v for k, v in given.items() if v is not None and v is not False}
+            return fn(load_settings(model, config, flags))
+
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        command.__doc__ = fn.__doc__
+        command.__name__ = fn.__name__
+        app.command(name, **command_kwargs)(command)
+        return fn
+
+    return decorate

