@@ -1,0 +1,279 @@
+"""The LLM speculator (base model or adapter, on any generation backend) and the hybrid
+(pattern table's tools, the model's arguments).
+
+Prompts come from :mod:`specdecode.prompts` — the same prompt the adapter was trained on (its
+``train_config.yaml`` names the form). Top-k beyond the greedy answer comes from sampled
+duplicates of the request (temperature > 0), deduplicated. ``constrained`` asks the backend
+to decode against the JSON schema of one call among the offered tools.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from specdecode.evaluate.parse import parse_calls
+from specdecode.prompts import PromptOptions
+from specdecode.records import ToolCall, ToolSpec
+from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext, dedupe
+
+FIRST_CALL_STOPS = ("}}", "</tool_call>")
+
+
+def adapter_form(lora_dir: str | Path | None) -> str:
+    """The prompt form an adapter was trained on (``train_config.yaml``'s ``form``; default steps)."""
+    if not lora_dir:
+        return "steps"
+    path = Path(lora_dir) / "train_config.yaml"
+    if not path.is_file():
+        return "steps"
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return "steps"
+    return str(data.get("form") or "steps")
+
+
+def step_messages(context: StepContext, options: PromptOptions, form: str = "steps") -> list[dict[str, Any]]:
+    """The speculator's prompt for one step, in the form the model was trained on."""
+    from specdecode import prompts
+
+    form_aware = getattr(prompts, "step_prompt", None) or getattr(prompts, "next_call_prompt", None)
+    if form_aware is not None and form != "steps":
+        return form_aware(context.question, list(context.tools), list(context.history), options, form=form)
+    return prompts.next_call_messages(context.question, list(context.tools), list(context.history), options)
+
+
+def _request(rid: str, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> Any:
+    from specdecode.evaluate.backends import Request
+
+    fields = {f.name for f in dataclasses.fields(Request)}
+    if schema is not None and "response_schema" in fields:
+        return Request(rid, messages, None, response_schema=schema)
+    return Request(rid, messages, None)
+
+
+def supports_constraints() -> bool:
+    """Whether the installed backends accept ``Request.response_schema``."""
+    from specdecode.evaluate.backends import Request
+
+    return "response_schema" in {f.name for f in dataclasses.fields(Request)}
+
+
+def _config(batch_size: int, max_new_tokens: int, temperature: float, seed: int) -> Any:
+    from specdecode.evaluate.backends import GenerationConfig
+
+    fields = {f.name for f in dataclasses.fields(GenerationConfig)}
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "temperature": temperature,
+    }
+    if "stop_at_first_call" in fields:
+        kwargs["stop_at_first_call"] = True
+    else:
+        kwargs["stop"] = FIRST_CALL_STOPS
+    if "seed" in fields:
+        kwargs["seed"] = seed
+    return GenerationConfig(**kwargs)
+
+
+def set_prefix_reuse(backend: Any, on: bool) -> bool:
+    """Switch the backend's reuse of the previous prompt's KV cache (a live speculator's cached
+    prefix) on or off; False when the backend has no such switch."""
+    for name in ("reuse_prefix", "prefix_reuse", "cache_prefix", "keep_prefix"):
+        if hasattr(backend, name):
+            setattr(backend, name, on)
+            return True
+    setter = getattr(backend, "set_prefix_reuse", None)
+    if callable(setter):
+        setter(on)
+        return True
+    return False
+
+
+class ModelPredictor(Predictor):
+    """The speculator: one request per step through a generation backend."""
+
+    def __init__(
+        self,
+        backend: Any,
+        adapter: bool,
+        name: str | None = None,
+        constrained: bool = False,
+        options: PromptOptions = PromptOptions(),
+        form: str = "steps",
+        batch_size: int = 16,
+        max_new_tokens: int = 96,
+        temperature: float = 0.8,
+        seed: int = 0,
+    ):
+        self.backend, self.adapter = backend, adapter and getattr(backend, "has_adapter", False)
+        self.name = name or ("lora" if self.adapter else "base")
+        self.constrained = constrained and supports_constraints()
+        self.options, self.form = options, form
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.temperature, self.seed = temperature, seed
+
+    # ---------------------------------------------------------------- requests
+    def messages(self, context: StepContext) -> list[dict[str, Any]]:
+        return step_messages(context, self.options, self.form)
+
+    def schema(self, tools: Sequence[ToolSpec]) -> dict[str, Any] | None:
+        if not self.constrained or not tools:
+            return None
+        from specdecode.evaluate.constrain import call_schema
+
+        return call_schema(list(tools))
+
+    def request(self, context: StepContext, rid: str) -> Any:
+        return _request(rid, self.messages(context), self.schema(context.tools))
+
+    def parse(self, generation: Any, context: StepContext) -> ToolCall | None:
+        known = set(context.tool_names)
+        positional = {t.name: list(t.parameters.get("properties", {})) for t in context.tools}
+        parsed = parse_calls(generation.text, getattr(generation, "tool_calls", None), known, positional)
+        return parsed.calls[0] if parsed.calls else None
+
+    def generate(self, requests: list[Any], temperature: float = 0.0, batch_size: int | None = None) -> list:
+        config = _config(batch_size or self.batch_size, self.max_new_tokens, temperature, self.seed)
+        return self.backend.generate(requests, config, adapter=self.adapter)
+
+    # ---------------------------------------------------------------- predicting
+    def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
+        if not contexts:
+            return []
+        requests = [self.request(c, f"{c.id}#{c.step}") for c in contexts]
+        started = time.perf_counter()
+        greedy = self.generate(requests)
+        elapsed = time.perf_counter() - started
+        out = []
+        for context, gen in zip(contexts, greedy):
+            call = self.parse(gen, context)
+            out.append(
+                Prediction(
+                    [call] if call else [],
+                    float(getattr(gen, "latency", elapsed / len(contexts))),
+                    {"text": gen.text, "batch_size": getattr(gen, "batch_size", len(contexts))},
+                )
+            )
+        if k > 1:
+            n = 2 * (k - 1)
+            sampled = self.generate([r for r in requests for _ in range(n)], temperature=self.temperature)
+            for i, (context, pred) in enumerate(zip(contexts, out)):
+                counts: Counter = Counter()
+                calls: dict[Any, ToolCall] = {}
+                for gen in sampled[i * n : (i + 1) * n]:
+                    call = self.parse(gen, context)
+                    if call is not None:
+                        key = dedupe([call])[0].model_dump_json()
+                        counts[key] += 1
+                        calls.setdefault(key, call)
+                ranked = [calls[key] for key, _ in counts.most_common()]
+                pred.calls = dedupe(pred.calls + ranked)[:k]
+        return out
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        return self.predict_many([context], k)[0].calls
+
+    def measure_latency(self, contexts: Sequence[StepContext], cached_prefix: bool = True) -> list[float]:
+        """Next-call latency at batch 1, one context after the other (in trace order, so that
+        with ``cached_prefix`` each prompt finds the previous one's KV cache, as a live
+        speculator would). Returns seconds per context."""
+        had_switch = set_prefix_reuse(self.backend, cached_prefix)
+        latencies = []
+        try:
+            for context in contexts:
+                request = self.latency_request(context)
+                started = time.perf_counter()
+                self.generate([request], batch_size=1)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.backend, False)
+        return latencies
+
+    def latency_request(self, context: StepContext) -> Any:
+        return self.request(context, f"latency:{context.id}#{context.step}")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backend": getattr(self.backend, "name", "?"),
+            "adapter": self.adapter,
+            "constrained": self.constrained,
+            "form": self.form,
+            "tool_style": self.options.tool_style,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+
+
+class HybridPredictor(Predictor):
+    """The pattern table picks the tools (top k), the model writes each one's arguments —
+    constrained to that tool's schema where the backend can, else prompted with that tool only."""
+
+    name = "hybrid"
+
+    def __init__(self, table: Any, model: ModelPredictor, name: str = "hybrid"):
+        self.table, self.model, self.name = table, model, name
+
+    def _requests(self, context: StepContext, tools: Sequence[str]) -> list[Any]:
+        specs = {t.name: t for t in context.tools}
+        out = []
+        for tool in tools:
+            spec = specs.get(tool) or ToolSpec(name=tool, description="(not in registry)")
+            rid = f"{context.id}#{context.step}:{tool}"
+            if supports_constraints() and self.model.constrained:
+                from specdecode.evaluate.constrain import call_schema
+
+                out.append(_request(rid, self.model.messages(context), call_schema([spec])))
+            else:
+                one = dataclasses.replace(context, tools=(spec,))
+                out.append(_request(rid, self.model.messages(one), None))
+        return out
+
+    def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
+        plans = [self.table.ranked_tools(c)[:k] for c in contexts]
+        requests, owners = [], []
+        for i, (context, tools) in enumerate(zip(contexts, plans)):
+            for tool, request in zip(tools, self._requests(context, tools)):
+                requests.append(request)
+                owners.append((i, tool))
+        generations = self.model.generate(requests) if requests else []
+        calls: list[list[ToolCall]] = [[] for _ in contexts]
+        latency = [0.0] * len(contexts)
+        for (i, tool), gen in zip(owners, generations):
+            parsed = self.model.parse(gen, contexts[i])
+            args = parsed.arguments if parsed is not None else {}
+            calls[i].append(ToolCall(tool_name=tool, arguments=args))
+            latency[i] = max(latency[i], float(getattr(gen, "latency", 0.0)))
+        return [Prediction(dedupe(c)[:k], lat) for c, lat in zip(calls, latency)]
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        return self.predict_many([context], k)[0].calls
+
+    def measure_latency(self, contexts: Sequence[StepContext], cached_prefix: bool = True) -> list[float]:
+        had_switch = set_prefix_reuse(self.model.backend, cached_prefix)
+        latencies = []
+        try:
+            for context in contexts:
+                tools = self.table.ranked_tools(context)[:1]
+                started = time.perf_counter()
+                if tools:
+                    self.model.generate(self._requests(context, tools), batch_size=1)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.model.backend, False)
+        return latencies
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "table": self.table.describe(), "model": self.model.describe()}

@@ -1,0 +1,410 @@
+"""Cheap predictors fitted on training traces: ``frequency`` and ``pattern``.
+
+* ``frequency`` — the most common first tool (step 0) or next tool (later steps), with that
+  tool's most frequent arguments.
+* ``pattern`` — a table of previous tools → next tool, backing off from the last two tools
+  (trigram) to the last one (bigram) to none (unigram). Its arguments are learned per tool and
+  argument from the training traces: the most frequent value, or a *copy rule* — the value is a
+  span of the question or of an earlier observation found between two anchors (the tokens
+  before and after it), with fixed text around it (``"{span} population"``). A rule is kept
+  only for how many training calls it reproduces exactly when applied to their own context, and
+  rules are ranked by that count (first among calls with the same previous tool), so a rule
+  earns its place on the training data, never on the test data.
+
+Both save to and load from JSON (``speculate fit``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from specdecode.errors import InputError
+from specdecode.evaluate.metrics import normalise
+from specdecode.jsonl import write_json
+from specdecode.records import ToolCall, TraceRecord
+from specdecode.speculate.predictors.base import Predictor, StepContext
+
+START = "<s>"
+_TOK = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+SOURCES = ("question", "observation", "observations")
+MAX_RULES = 40  # candidate rules per (tool, argument) checked against the training calls
+
+
+def _key(value: Any) -> str:
+    return json.dumps(normalise(value), ensure_ascii=False)
+
+
+def _sources(context: StepContext) -> dict[str, str]:
+    """Texts an argument may be copied from: the question, the last observation, all earlier ones."""
+    observations = [s.observation or "" for s in context.history]
+    return {
+        "question": context.question,
+        "observation": observations[-1] if observations else "",
+        "observations": "\n".join(observations[:-1]),
+    }
+
+
+def _tokens(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group().casefold(), m.start(), m.end()) for m in _TOK.finditer(text)]
+
+
+@dataclass(frozen=True)
+class CopyRule:
+    """Value = ``pre`` + span of ``source`` after ``left`` and before ``right`` + ``post``.
+
+    ``left`` is ``("^",)`` for the start of the text; ``right`` is ``()`` for a span of exactly
+    ``length`` tokens, ``("$",)`` for the end of the text.
+    """
+
+    source: str
+    left: tuple[str, ...]
+    right: tuple[str, ...]
+    pre: str
+    post: str
+    length: int
+
+    def apply(self, sources: dict[str, str]) -> str | None:
+        text = sources.get(self.source) or ""
+        toks = _tokens(text)
+        if not toks:
+            return None
+        words = [t[0] for t in toks]
+        if self.left == ("^",):
+            starts = [0]
+        else:
+            n = len(self.left)
+            starts = [p for p in range(n, len(words)) if tuple(words[p - n : p]) == self.left]
+        for p in starts:
+            end = None
+            if not self.right:
+                end = p + self.length if p + self.length <= len(words) else None
+            elif self.right == ("$",):
+                end = len(words) if len(words) - p <= 2 * self.length + 2 else None
+            else:
+                m = len(self.right)
+                for q in range(p + 1, min(len(words), p + 2 * self.length + 2) + 1):
+                    if tuple(words[q : q + m]) == self.right:
+                        end = q
+                        break
+            if end is not None and end > p:
+                return self.pre + text[toks[p][1] : toks[end - 1][2]] + self.post
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "left": list(self.left),
+            "right": list(self.right),
+            "pre": self.pre,
+            "post": self.post,
+            "length": self.length,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CopyRule:
+        return cls(d["source"], tuple(d["left"]), tuple(d["right"]), d["pre"], d["post"], int(d["length"]))
+
+
+def _longest_common_run(a: list[str], b: list[str]) -> tuple[int, int, int]:
+    """(length, start in a, start in b) of the longest common contiguous token run."""
+    best = (0, 0, 0)
+    prev = [0] * (len(b) + 1)
+    for i in range(1, len(a) + 1):
+        cur = [0] * (len(b) + 1)
+        for j in range(1, len(b) + 1):
+            if a[i - 1] == b[j - 1]:
+                cur[j] = prev[j - 1] + 1
+                if cur[j] > best[0]:
+                    best = (cur[j], i - cur[j], j - cur[j])
+        prev = cur
+    return best
+
+
+def _candidate_rules(value: str, sources: dict[str, str]) -> list[CopyRule]:
+    """Every copy rule consistent with one training value (anchors of several widths)."""
+    vt = _tokens(value)
+    if not vt:
+        return []
+    rules = []
+    for name, text in sources.items():
+        st = _tokens(text)
+        if not st:
+            continue
+        length, i, j = _longest_common_run([t[0] for t in vt], [t[0] for t in st])
+        core = [t for t in vt[i : i + length] if re.match(r"\w", t[0])]
+        if not core or (length == 1 and len(core[0][0]) < 3):
+            continue
+        pre, post = value[: vt[i][1]], value[vt[i + length - 1][2] :]
+        words = [t[0] for t in st]
+        lefts = [("^",)] if j == 0 else [tuple(words[max(0, j - w) : j]) for w in (1, 2, 3) if j - w >= 0]
+        end = j + length
+        rights = [(), ("$",)] if end == len(words) else [(), (words[end],)]
+        for left in dict.fromkeys(lefts):
+            for right in rights:
+                rules.append(CopyRule(name, left, right, pre, post, length))
+    return rules
+
+
+def _cast(value: str, kind: str) -> Any:
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except ValueError:
+        pass
+    return value
+
+
+@dataclass
+class ArgModel:
+    """How one argument of one tool is filled."""
+
+    constant: dict[str, Counter]  # previous tool ("*" for any) → counts of values (JSON keys)
+    rules: list[tuple[CopyRule, dict[str, int]]]  # rule, reproductions per previous tool ("*": all)
+    kind: str  # str, int or float
+
+    def fill(self, context: StepContext, sources: dict[str, str]) -> tuple[Any, str]:
+        prev = context.previous_tools[-1] if context.history else START
+        const = self.constant.get(prev) or self.constant.get("*") or Counter()
+        const_count = const.most_common(1)[0][1] if const else 0
+        ranked = sorted(self.rules, key=lambda r: (r[1].get(prev, 0), r[1].get("*", 0)), reverse=True)
+        for rule, counts in ranked:
+            if counts.get(prev, 0) < const_count and counts.get(prev, 0) > 0:
+                break
+            value = rule.apply(sources)
+            if value is not None:
+                return _cast(value, self.kind), "copy"
+        if const:
+            return json.loads(const.most_common(1)[0][0]), "constant"
+        return None, "none"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "constant": {p: dict(c.most_common(5)) for p, c in self.constant.items()},
+            "rules": [{"rule": r.to_json(), "reproduced": c} for r, c in self.rules],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ArgModel:
+        return cls(
+            constant={p: Counter(c) for p, c in d["constant"].items()},
+            rules=[(CopyRule.from_json(r["rule"]), dict(r["reproduced"])) for r in d["rules"]],
+            kind=d["kind"],
+        )
+
+
+def _training_calls(traces: Sequence[TraceRecord]):
+    from specdecode.speculate.predictors.base import StepContext
+
+    for record in traces:
+        for k, step in enumerate(record.trace):
+            context = StepContext(record.question, tuple(record.trace[:k]), (), record.id, k, record.level)
+            yield context, step.action
+
+
+def fit_arguments(traces: Sequence[TraceRecord]) -> dict[str, dict[str, ArgModel]]:
+    """Per tool and argument: constant counts and copy rules ranked by training reproductions."""
+    examples: dict[tuple[str, str], list[tuple[str, Any, dict[str, str]]]] = defaultdict(list)
+    for context, call in _training_calls(traces):
+        prev = context.previous_tools[-1] if context.history else START
+        sources = _sources(context)
+        for arg, value in call.arguments.items():
+            examples[(call.tool_name, arg)].append((prev, value, sources))
+    out: dict[str, dict[str, ArgModel]] = defaultdict(dict)
+    for (tool, arg), rows in examples.items():
+        constant: dict[str, Counter] = defaultdict(Counter)
+        kinds = Counter()
+        generated: Counter = Counter()
+        for prev, value, sources in rows:
+            constant[prev][_key(value)] += 1
+            constant["*"][_key(value)] += 1
+            kinds[type(value).__name__] += 1
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                for rule in set(_candidate_rules(str(value), sources)):
+                    generated[rule] += 1
+        kind = kinds.most_common(1)[0][0]
+        kind = kind if kind in ("int", "float") else "str"
+        rules = []
+        for rule, _ in generated.most_common(MAX_RULES):
+            counts: Counter = Counter()
+            for prev, value, sources in rows:
+                produced = rule.apply(sources)
+                if produced is not None and _key(_cast(produced, kind)) == _key(value):
+                    counts[prev] += 1
+                    counts["*"] += 1
+            if counts["*"] >= 2:
+                rules.append((rule, dict(counts)))
+        rules.sort(key=lambda r: r[1]["*"], reverse=True)
+        out[tool][arg] = ArgModel(dict(constant), rules, kind)
+    return dict(out)
+
+
+def _most_common_args(traces: Sequence[TraceRecord]) -> dict[str, dict[str, Any]]:
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for record in traces:
+        for step in record.trace:
+            counts[step.action.tool_name][_key(step.action.arguments)] += 1
+    return {tool: _unkey(c.most_common(1)[0][0]) for tool, c in counts.items()}
+
+
+def _unkey(key: str) -> dict[str, Any]:
+    """A normalised argument object back to a dict (normalise gives sorted (key, value) pairs)."""
+
+    def back(v: Any) -> Any:
+        if isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 for p in v) and v:
+            return {str(k): back(x) for k, x in v}
+        if isinstance(v, list):
+            return [back(x) for x in v]
+        return v
+
+    value = back(json.loads(key))
+    return value if isinstance(value, dict) else {}
+
+
+def _rank(counters: Sequence[Counter], offered: Sequence[str]) -> list[str]:
+    """Tools by count in the first counter, then the next ones (back-off), offered tools only."""
+    allowed = set(offered)
+    out: list[str] = []
+    for counter in counters:
+        for tool, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])):
+            if tool not in out and (not allowed or tool in allowed):
+                out.append(tool)
+    return out
+
+
+class FrequencyPredictor(Predictor):
+    """The most common first tool (step 0) or next tool (later), with its most frequent arguments."""
+
+    name = "frequency"
+
+    def __init__(self, first: Counter, later: Counter, arguments: dict[str, dict[str, Any]]):
+        self.first, self.later, self.arguments = Counter(first), Counter(later), arguments
+
+    @classmethod
+    def fit(cls, traces: Sequence[TraceRecord]) -> FrequencyPredictor:
+        first, later = Counter(), Counter()
+        for record in traces:
+            for k, step in enumerate(record.trace):
+                (first if k == 0 else later)[step.action.tool_name] += 1
+        return cls(first, later, _most_common_args(traces))
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        order = [self.first, self.later] if context.step == 0 else [self.later, self.first]
+        tools = _rank(order, context.tool_names)[:k]
+        return [ToolCall(tool_name=t, arguments=self.arguments.get(t, {})) for t in tools]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "frequency", "first": self.first, "later": self.later, "arguments": self.arguments}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FrequencyPredictor:
+        return cls(Counter(d["first"]), Counter(d["later"]), d["arguments"])
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "first": dict(self.first), "later": dict(self.later)}
+
+
+class PatternPredictor(Predictor):
+    """Previous tools → next tool (trigram → bigram → unigram back-off), arguments from
+    learned copy rules or the most frequent value."""
+
+    name = "pattern"
+
+    def __init__(self, tables: dict[int, dict[tuple[str, ...], Counter]], args: dict[str, dict[str, ArgModel]]):
+        self.tables, self.args = tables, args
+
+    @classmethod
+    def fit(cls, traces: Sequence[TraceRecord], order: int = 2) -> PatternPredictor:
+        tables: dict[int, dict[tuple[str, ...], Counter]] = {n: defaultdict(Counter) for n in range(order + 1)}
+        for record in traces:
+            names = [START] * order + [s.action.tool_name for s in record.trace]
+            for k in range(len(record.trace)):
+                for n in range(order + 1):
+                    key = tuple(names[order + k - n : order + k])
+                    tables[n][key][names[order + k]] += 1
+        return cls({n: dict(t) for n, t in tables.items()}, fit_arguments(traces))
+
+    def ranked_tools(self, context: StepContext) -> list[str]:
+        order = max(self.tables)
+        names = [START] * order + context.previous_tools
+        counters = []
+        for n in range(order, -1, -1):
+            key = tuple(names[len(names) - n :]) if n else ()
+            counters.append(self.tables[n].get(key, Counter()))
+        return _rank(counters, context.tool_names)
+
+    def arguments(self, tool: str, context: StepContext) -> dict[str, Any]:
+        sources = _sources(context)
+        out = {}
+        for arg, model in self.args.get(tool, {}).items():
+            value, _how = model.fill(context, sources)
+            if value is not None:
+                out[arg] = value
+        return out
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        return [ToolCall(tool_name=t, arguments=self.arguments(t, context)) for t in self.ranked_tools(context)[:k]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "pattern",
+            "tables": {
+                str(n): [{"previous": list(key), "next": dict(c)} for key, c in t.items()]
+                for n, t in self.tables.items()
+            },
+            "arguments": {tool: {a: m.to_json() for a, m in args.items()} for tool, args in self.args.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PatternPredictor:
+        tables = {
+            int(n): {tuple(row["previous"]): Counter(row["next"]) for row in rows}
+            for n, rows in d["tables"].items()
+        }
+        args = {
+            tool: {a: ArgModel.from_json(m) for a, m in per.items()} for tool, per in d["arguments"].items()
+        }
+        return cls(tables, args)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "orders": sorted(self.tables)}
+
+
+def fit_tables(traces: Sequence[TraceRecord], out: str | Path | None = None) -> dict[str, Predictor]:
+    """Fit ``frequency`` and ``pattern`` on training traces; save ``frequency.json`` and
+    ``pattern.json`` under ``out`` when given."""
+    if not traces:
+        raise InputError("no training traces to fit")
+    predictors: dict[str, Predictor] = {
+        "frequency": FrequencyPredictor.fit(traces),
+        "pattern": PatternPredictor.fit(traces),
+    }
+    if out is not None:
+        for name, predictor in predictors.items():
+            write_json(Path(out) / f"{name}.json", predictor.to_json())  # type: ignore[attr-defined]
+    return predictors
+
+
+def load_table(path: str | Path) -> Predictor:
+    """A fitted table from its JSON file (or ``DIR/NAME.json``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no fitted predictor here (run `specdecode speculate fit` first)", path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not a fitted predictor: {exc.msg}", path) from None
+    kind = data.get("kind")
+    if kind == "frequency":
+        return FrequencyPredictor.from_json(data)
+    if kind == "pattern":
+        return PatternPredictor.from_json(data)
+    raise InputError(f"unknown fitted predictor kind {kind!r}", path)

@@ -1,0 +1,331 @@
+"""``speculate replay``: walk every gold trace step by step and ask each predictor for the next
+call; score hits, compare predictors on the same steps, and simulate the wall-clock effect.
+
+Outputs (under ``DIR``): ``steps.jsonl`` (one row per step and predictor, appended as they are
+computed, rewritten in order at the end), ``latency.json`` (batch-1 next-call latencies of the
+model predictors, with and without the cached prefix), ``summary.json`` (atomic). A rerun keeps
+the rows of every predictor whose settings fingerprint is unchanged and computes the rest;
+latency settings only change the simulation, which is always recomputed from the rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from specdecode.evaluate.metrics import breakdown, paired, rate
+from specdecode.jsonl import append_jsonl, write_json, write_jsonl
+from specdecode.records import ToolCall, TraceRecord
+from specdecode.registry import Registry
+from specdecode.speculate.match import exact, make_matcher, same_call, same_name
+from specdecode.speculate.predictors.base import Predictor, StepContext, contexts_of
+from specdecode.speculate.simulate import Distribution, LatencyModel, Step, Totals, keyed_rng, sweep
+
+console = Console(stderr=True)
+
+
+@dataclass
+class ReplaySettings:
+    """What a replay measures and how it simulates time."""
+
+    k: int = 3
+    matcher: str = "normalised"
+    threshold: float = 0.8
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    speculator_latency: dict[str, Distribution] = field(default_factory=dict)  # name or "*" → given
+    latency_samples: int = 8  # batch-1 measurements per model predictor (0: none)
+    cost_per_call: float = 1.0
+    chunk: int = 32
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def traces_fingerprint(traces: Sequence[TraceRecord]) -> str:
+    return _fingerprint([[t.id, t.question, [s.action.model_dump() for s in t.trace]] for t in traces])
+
+
+def is_read_only(step: Any, registry: Registry, tool: str) -> bool:
+    """A step's own ``read_only`` mark, else the registry's (unknown tools are not read-only)."""
+    mark = (getattr(step, "model_extra", None) or {}).get("read_only") if step is not None else None
+    if isinstance(mark, bool):
+        return mark
+    spec = registry.get(tool)
+    return bool(spec and spec.read_only)
+
+
+def _calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    return [{"tool_name": c.tool_name, "arguments": c.arguments} for c in calls]
+
+
+def score_row(
+    name: str, context: StepContext, gold: ToolCall, pred: Sequence[ToolCall], latency: float, settings
+) -> dict[str, Any]:
+    """One step's outcome for one predictor."""
+    matcher = make_matcher(settings.matcher, settings.threshold)
+    top = list(pred[: settings.k])
+    first = top[:1]
+    rank = next((i + 1 for i, c in enumerate(top) if matcher(c, gold)), None)
+    return {
+        "predictor": name,
+        "id": context.id,
+        "step": context.step,
+        "level": context.level,
+        "gold_tool": gold.tool_name,
+        "gold_call": {"tool_name": gold.tool_name, "arguments": gold.arguments},
+        "pred_calls": _calls(top),
+        "latency": round(latency, 6),
+        "hit_at_1": bool(first and matcher(first[0], gold)),
+        "hit_at_k": rank is not None,
+        "hit_rank": rank,
+        "name_hit_at_1": bool(first and same_name(first[0], gold)),
+        "name_hit_at_k": any(same_name(c, gold) for c in top),
+        "exact_hit_at_1": bool(first and exact(first[0], gold)),
+        "normalised_hit_at_1": bool(first and same_call(first[0], gold)),
+    }
+
+
+def _row_key(row: dict[str, Any]) -> tuple[str, str, int]:
+    return (row["predictor"], row["id"], int(row["step"]))
+
+
+def _load_rows(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if not path.exists():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            rows[_row_key(row)] = row
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a torn last line from a kill
+    return rows
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def latency_stats(values: Sequence[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50": percentile(values, 0.5),
+        "p95": percentile(values, 0.95),
+        "mean": statistics.fmean(values) if values else None,
+    }
+
+
+def simulation_steps(
+    rows: Sequence[dict[str, Any]],
+    traces: dict[str, TraceRecord],
+    registry: Registry,
+    settings: ReplaySettings,
+    speculator: Distribution | None,
+    launch: int = 1,
+) -> list[Step]:
+    """The simulator's steps for one predictor's rows: actor/tool times from the trace fields or
+    the latency model, the speculator's from ``speculator`` (keyed draws) or the row, hits among
+    the ``launch`` first read-only candidates."""
+    matcher = make_matcher(settings.matcher, settings.threshold)
+    steps = []
+    for row in rows:
+        record = traces[row["id"]]
+        k = int(row["step"])
+        trace_step = record.trace[k]
+        extra = trace_step.model_extra or {}
+        gold = trace_step.action
+        actor = settings.latency.actor_time(record.id, k, extra.get("actor_seconds"))
+        tool = settings.latency.tool_time(record.id, k, gold.tool_name, extra.get("tool_seconds"))
+        if speculator is not None:
+            spec = speculator.sample(keyed_rng(settings.latency.seed, record.id, k, "speculator"))
+        else:
+            spec = float(row["latency"])
+        candidates = [ToolCall.model_validate(c) for c in row["pred_calls"]]
+        launched = [c for c in candidates if is_read_only(None, registry, c.tool_name)][:launch]
+        hit_index = next((i for i, c in enumerate(launched) if matcher(c, gold)), None)
+        hit = hit_index is not None and is_read_only(trace_step, registry, gold.tool_name)
+        wasted = 0.0
+        for i, c in enumerate(launched):
+            if i != hit_index or not hit:
+                wasted += tool if c.tool_name == gold.tool_name else settings.latency.tool_time(
+                    record.id, k, c.tool_name
+                )
+        steps.append(Step(actor, tool, spec, hit, len(launched), wasted))
+    return steps
+
+
+def summarise_predictor(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    traces: dict[str, TraceRecord],
+    registry: Registry,
+    settings: ReplaySettings,
+    measured: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Hit rates with intervals and breakdowns, latency, and the simulated timeline."""
+    flag = lambda key: lambda r: r[key]  # noqa: E731
+    rates = {
+        key: rate([r[key] for r in rows])
+        for key in (
+            "hit_at_1",
+            "hit_at_k",
+            "name_hit_at_1",
+            "name_hit_at_k",
+            "exact_hit_at_1",
+            "normalised_hit_at_1",
+        )
+    }
+    given = settings.speculator_latency.get(name) or settings.speculator_latency.get("*")
+    if given is not None:
+        speculator, source = given, f"given {given}"
+    elif measured and measured.get("cached_prefix"):
+        speculator = Distribution("empirical", tuple(measured["cached_prefix"]))
+        source = "measured at batch 1 with the cached prefix"
+    else:
+        speculator, source = None, "measured per prediction (replay's batches)"
+    top1_steps = simulation_steps(rows, traces, registry, settings, speculator, launch=1)
+    top1 = Totals()
+    for step in top1_steps:
+        top1.add(step)
+    at_k_steps = simulation_steps(rows, traces, registry, settings, speculator, launch=settings.k)
+    at_k = Totals()
+    for step in at_k_steps:
+        at_k.add(step)
+    sim1 = top1.summary(settings.cost_per_call)
+    return {
+        "steps": len(rows),
+        "hit_at_1": rates["hit_at_1"]["mean"],
+        "hit_at_k": rates["hit_at_k"]["mean"],
+        "name_hit_at_1": rates["name_hit_at_1"]["mean"],
+        "name_hit_at_k": rates["name_hit_at_k"]["mean"],
+        "k": settings.k,
+        "matcher": settings.matcher,
+        "rates": rates,
+        "per_step_index": {
+            key: breakdown(rows, lambda r: r["step"], flag(key)) for key in ("hit_at_1", "name_hit_at_1")
+        },
+        "per_level": {
+            key: breakdown(rows, lambda r: r["level"], flag(key)) for key in ("hit_at_1", "name_hit_at_1")
+        },
+        "per_tool": {
+            key: breakdown(rows, lambda r: r["gold_tool"], flag(key)) for key in ("hit_at_1", "name_hit_at_1")
+        },
+        "latency": {**latency_stats([float(r["latency"]) for r in rows]), "source": "replay batches"},
+        "speculator_latency_source": source,
+        "speedup": sim1["speedup"],
+        "bound": sim1["bound"],
+        "time_saved_seconds": sim1["time_saved_seconds"],
+        "wasted_calls": sim1["wasted_calls"],
+        "wasted_cost": sim1["wasted_cost"],
+        "simulation": sim1,
+        "simulation_at_k": at_k.summary(settings.cost_per_call),
+        "sweep": sweep(top1_steps),
+    }
+
+
+def replay(
+    traces: Sequence[TraceRecord],
+    registry: Registry,
+    predictors: dict[str, Predictor],
+    out_dir: str | Path,
+    settings: ReplaySettings | None = None,
+) -> dict[str, Any]:
+    """Replay every predictor on every step of ``traces``; write ``steps.jsonl``,
+    ``latency.json`` and ``summary.json`` under ``out_dir``; return the summary."""
+    settings = settings or ReplaySettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps_path, fp_path, lat_path = out / "steps.jsonl", out / "fingerprint.json", out / "latency.json"
+    contexts = [c for t in traces for c in contexts_of(t, registry)]
+    gold = {(c.id, c.step): t.trace[c.step].action for t in traces for c in contexts_of(t, registry)}
+    base_fp = {"traces": traces_fingerprint(traces), "k": settings.k, "matcher": settings.matcher,
+               "threshold": settings.threshold}
+    fingerprints = {name: _fingerprint({**base_fp, "predictor": p.describe()}) for name, p in predictors.items()}
+    old = json.loads(fp_path.read_text()) if fp_path.is_file() else {}
+    rows = _load_rows(steps_path)
+    stale = {name for name in predictors if old.get(name) not in (None, fingerprints[name])}
+    stale |= {name for name in predictors if name not in old}
+    kept = {key: row for key, row in rows.items() if key[0] in predictors and key[0] not in stale}
+    if len(kept) != len(rows) or not steps_path.exists():
+        dropped = len(rows) - len(kept)
+        if dropped:
+            console.print(f"replay: {dropped} rows from other settings or predictors dropped")
+        write_jsonl(steps_path, [kept[k] for k in sorted(kept)])
+    elif kept:
+        write_jsonl(steps_path, [kept[k] for k in sorted(kept)])  # drop a torn line before appending
+    if kept:
+        console.print(f"replay: resuming, {len(kept)} rows already in {steps_path}")
+    write_json(fp_path, {**{n: f for n, f in old.items() if n not in predictors}, **fingerprints})
+    latencies = json.loads(lat_path.read_text()) if lat_path.is_file() else {}
+    latencies = {n: v for n, v in latencies.items() if v.get("fingerprint") == fingerprints.get(n)}
+    for name, predictor in predictors.items():
+        pending = [c for c in contexts if (name, c.id, c.step) not in kept]
+        for start in range(0, len(pending), settings.chunk):
+            batch = pending[start : start + settings.chunk]
+            for context, pred in zip(batch, predictor.predict_many(batch, settings.k)):
+                row = score_row(name, context, gold[(context.id, context.step)], pred.calls, pred.latency, settings)
+                append_jsonl(steps_path, row)
+                kept[_row_key(row)] = row
+            console.print(f"replay {name}: {min(start + settings.chunk, len(pending))}/{len(pending)} steps")
+        measure = getattr(predictor, "measure_latency", None)
+        if measure is not None and settings.latency_samples > 0 and name not in latencies:
+            sample = contexts[: settings.latency_samples]
+            cold = measure(sample, cached_prefix=False)
+            warm = measure(sample, cached_prefix=True)
+            latencies[name] = {
+                "fingerprint": fingerprints[name],
+                "cached_prefix": warm,
+                "no_cached_prefix": cold,
+                "cached_prefix_stats": latency_stats(warm),
+                "no_cached_prefix_stats": latency_stats(cold),
+            }
+            write_json(lat_path, latencies)
+    order = {(c.id, c.step): i for i, c in enumerate(contexts)}
+    all_rows = sorted(
+        (r for r in kept.values() if (r["id"], r["step"]) in order),
+        key=lambda r: (list(predictors).index(r["predictor"]), order[(r["id"], r["step"])]),
+    )
+    write_jsonl(steps_path, all_rows)
+    by_name = {name: [r for r in all_rows if r["predictor"] == name] for name in predictors}
+    trace_map = {t.id: t for t in traces}
+    summary: dict[str, Any] = {
+        "traces": len(traces),
+        "steps": len(contexts),
+        "k": settings.k,
+        "matcher": settings.matcher,
+        "threshold": settings.threshold if settings.matcher == "jaccard" else None,
+        "latency_model": settings.latency.describe(),
+        "speculator_latency": {n: str(d) for n, d in settings.speculator_latency.items()},
+        "predictors": list(predictors),
+    }
+    for name, rows_ in by_name.items():
+        summary[name] = summarise_predictor(name, rows_, trace_map, registry, settings, latencies.get(name))
+        if name in latencies:
+            summary[name]["next_call_latency"] = {
+                "cached_prefix": latencies[name]["cached_prefix_stats"],
+                "no_cached_prefix": latencies[name]["no_cached_prefix_stats"],
+            }
+    summary["paired"] = {}
+    for a, b in itertools.combinations(predictors, 2):
+        ra, rb = by_name[a], by_name[b]
+        summary["paired"][f"{b} vs {a}"] = {
+            key: paired([r[key] for r in ra], [r[key] for r in rb])
+            for key in ("hit_at_1", "name_hit_at_1", "hit_at_k")
+        }
+    write_json(out / "summary.json", summary)
+    return summary
