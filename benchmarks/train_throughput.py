@@ -116,7 +116,7 @@ def run_specdecode(
         logging_steps=steps,
         seed=0,
         mixed_precision=precision,
-        padding_free=padding_free,
+        padding_free="on" if padding_free else "off",
     )
     args = _training_args(config)
     args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.disable_tqdm = (

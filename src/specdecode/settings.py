@@ -94,18 +94,18 @@ class TrainConfig(Settings):
     save_steps: int = Field(50, ge=1, **_help("Checkpoint every N steps (a multiple of --eval-steps)."))
     logging_steps: int = Field(10, ge=1, **_help("Log the training loss every N steps."))
     warmup_ratio: float = Field(0.03, ge=0, lt=1, **_help("Share of steps with a rising learning rate."))
-    lr_scheduler_type: str = Field("cosine", **_help("transformers scheduler name (cosine, linear, …)."))
+    lr_scheduler_type: str = Field("cosine", **_help("transformers scheduler name: cosine, linear, constant."))
     lora_r: int = Field(16, ge=1, **_help("LoRA rank."))
     lora_alpha: int = Field(32, ge=1, **_help("LoRA alpha (scale = alpha / r)."))
     lora_dropout: float = Field(0.05, ge=0, lt=1, **_help("Dropout on the LoRA input."))
     early_stopping_patience: int = Field(
         0, ge=0, **_help("Stop after N evaluations without improvement (0 = off).")
     )
-    padding_free: bool | None = Field(
-        None,
+    padding_free: Literal["auto", "on", "off"] = Field(
+        "auto",
         **_help(
-            "Pack each batch into one sequence without padding [default: on with CUDA; on CPU "
-            "length-grouped padded batches, which are faster there]."
+            "Pack each batch into one sequence without padding. auto: on with CUDA; on CPU "
+            "length-grouped padded batches, which are faster there."
         ),
     )
     mixed_precision: MixedPrecision = Field(

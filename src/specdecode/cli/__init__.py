@@ -31,6 +31,7 @@ app = typer.Typer(
     "tool call so it can run ahead of time.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "token_normalize_func": normalize_token},
 )
 app.add_typer(gaia_app, name="gaia")

@@ -59,10 +59,15 @@ def _cli_type(annotation: Any) -> tuple[Any, str | None]:
     return annotation, None
 
 
+def _metavar(choices: str | None, help_text: str) -> tuple[str | None, str]:
+    """Choices shown click-style as the option's type: ``--mode [next-call|trace]``."""
+    return (None if choices is None else f"[{choices}]"), help_text
+
+
 def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    kind, metavar = _cli_type(field.annotation)
-    help_text = field.description or ""
+    kind, choices = _cli_type(field.annotation)
+    metavar, help_text = _metavar(choices, field.description or "")
     required = field.is_required()
     if not required and field.default not in (None, False, "") and "[default" not in help_text:
         default = field.default.value if hasattr(field.default, "value") else field.default

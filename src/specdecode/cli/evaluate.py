@@ -43,7 +43,7 @@ def eval_cmd(settings: EvalSettings) -> None:
 
 @settings_command(eval_app, "compare", CompareSettings)
 def compare_cmd(settings: CompareSettings) -> None:
-    """Base model vs. LoRA on the same examples (one model load), with paired statistics."""
+    """Base model against its LoRA adapter on the same examples (one model load), paired statistics."""
     from specdecode.evaluate.run import run_compare
 
     summary = run_compare(settings)

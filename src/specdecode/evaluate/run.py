@@ -105,8 +105,11 @@ def _offered_tools(chat: ChatRecord, registry: Registry, trace: TraceRecord | No
 def _trace_chats(
     traces: Sequence[TraceRecord], mode: str, registry: Registry, options: PromptOptions, prompt_form: str
 ) -> list[ChatRecord]:
-    from specdecode.data import convert as conversion
+    import importlib
 
+    conversion = importlib.import_module(
+        "specdecode.data.convert"
+    )  # the package exports a function of that name
     if mode == "trace":
         return conversion.convert(traces, "plain", registry, options)
     if prompt_form == "conversation":

@@ -114,7 +114,7 @@ def _training_args(config: TrainConfig) -> Any:
     precision = mixed_precision(config.mixed_precision)
     # Padding-free packing pays off with varlen attention kernels (CUDA); on CPU the block mask of
     # a packed batch costs more than it saves, and length-grouped padded batches are faster.
-    padding_free = on_gpu if config.padding_free is None else config.padding_free
+    padding_free = on_gpu if config.padding_free == "auto" else config.padding_free == "on"
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return SFTConfig(
         output_dir=config.output_dir,
