@@ -1,7 +1,7 @@
 """The one prompt builder: conversion, training, evaluation and speculation all call it,
 so a model is asked at run time exactly what it was trained on.
 
-Three forms (see DESIGN.md):
+Four forms (see DESIGN.md and docs/training-forms.md):
 
 * ``plain``  — system (instructions + tools) → user question → assistant: the whole trace
   as JSON text (the prototype's form, with the tools it lacked).
@@ -9,6 +9,12 @@ Three forms (see DESIGN.md):
   and JSON-schema ``tools`` for the model's chat template to render.
 * ``steps``  — one example per step: the question and the gold prefix (with observations)
   as context, the next call as the target. What a speculator is asked at run time.
+* ``conversation`` — one example per trace: system (+ tools), the question, then every call as
+  an assistant turn (``tool_calls``, no thought) and every observation as a ``tool`` turn. The
+  loss covers every call, so one pass teaches what the steps form teaches in one pass per step.
+  The speculator's prompt for call k is this conversation cut before call k
+  (``conversation_messages(..., history=trace[:k])``), so the prompt of step k+1 extends the
+  prompt of step k and the rendered prompt is a token prefix of the training conversation.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Any, Literal
 
 from specdecode.records import ToolCall, ToolSpec, TraceRecord, TraceStep
 
-Form = Literal["plain", "native", "steps"]
+Form = Literal["plain", "native", "steps", "conversation"]
+PromptForm = Literal["steps", "conversation"]
 ToolStyle = Literal["compact", "json"]
 
 NEXT_CALL_INSTRUCTIONS = (
@@ -33,6 +40,11 @@ TRACE_INSTRUCTIONS = (
     '"final_answer": ...}.'
 )
 NATIVE_INSTRUCTIONS = "Answer the question by calling the available tools, one call at a time."
+CONVERSATION_INSTRUCTIONS = (
+    "You are an agent answering the question by calling the available tools, one call per turn. "
+    "Reply with the next tool call only."
+)
+TEXT_CALL_FORMAT = 'Call a tool by replying with one JSON object {"tool_name": ..., "arguments": {...}}.'
 
 
 @dataclass(frozen=True)
@@ -143,36 +155,121 @@ def native_messages(record: TraceRecord, options: PromptOptions = PromptOptions(
     return messages
 
 
+def _call_message(call: ToolCall, call_id: str) -> dict[str, Any]:
+    """One call as an assistant turn with ``tool_calls`` and no text (no thought: a speculator
+    guesses the call before the actor's thought exists)."""
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "type": "function",
+                "id": call_id,
+                "function": {"name": call.tool_name, "arguments": call.arguments},
+            }
+        ],
+    }
+
+
+def conversation_messages(
+    question: str,
+    history: Sequence[TraceStep] = (),
+    options: PromptOptions = PromptOptions(),
+    target: ToolCall | None = None,
+) -> list[dict[str, Any]]:
+    """The ``conversation`` form: system, question, then each call of ``history`` as an assistant
+    turn followed by its observation as a ``tool`` turn; with ``target``, that call as the last
+    assistant turn (no observation after it).
+
+    ``history=trace[:k]`` is the speculator's prompt for call k, and
+    ``conversation_messages(q, trace[:-1], target=trace[-1].action)`` the whole training
+    conversation: the same function builds both. Tools travel separately as JSON schemas
+    (``tool_schemas``) so a template with native tool support renders them itself.
+    """
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": CONVERSATION_INSTRUCTIONS},
+        {"role": "user", "content": question},
+    ]
+    for number, step in enumerate(history):
+        call_id = f"call_{number}"
+        messages.append(_call_message(step.action, call_id))
+        if step.observation:
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call_id,
+                    "name": step.action.tool_name,
+                    "content": _clip(step.observation, options.max_observation_chars),
+                }
+            )
+    if target is not None:
+        messages.append(_call_message(target, f"call_{len(history)}"))
+    return messages
+
+
+def tool_schemas(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    """The ``tools`` of a chat record: one OpenAI / Hugging Face JSON schema per tool."""
+    return [t.json_schema() for t in tools]
+
+
 def supports_tools(tokenizer: Any) -> bool:
     """Whether the chat template renders ``tools`` and ``tool_calls`` itself (Qwen3 does)."""
     template = getattr(tokenizer, "chat_template", None) or ""
     return "tool_calls" in template and "tools" in template
 
 
+def _schema_spec(schema: dict[str, Any]) -> ToolSpec:
+    function = schema.get("function", schema)
+    return ToolSpec(
+        name=function.get("name") or "?",
+        description=function.get("description") or "-",
+        parameters=function.get("parameters") or {"type": "object", "properties": {}},
+    )
+
+
 def _textualise(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None) -> list[dict]:
-    """For templates without tool support: tool calls as JSON text, tools in the system message."""
+    """For templates without tool support: tool calls as JSON text (``call_text``, the steps
+    form's target format), tools listed compactly in the system message with the call format."""
     out: list[dict[str, Any]] = []
     for message in messages:
         message = dict(message)
         calls = message.pop("tool_calls", None) or []
         if calls:
             texts = [
-                json.dumps(
-                    {"tool_name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-                    ensure_ascii=False,
-                )
+                call_text(ToolCall(tool_name=c["function"]["name"], arguments=c["function"]["arguments"]))
                 for c in calls
             ]
             message["content"] = "\n".join([message.get("content") or "", *texts]).strip()
         out.append({k: v for k, v in message.items() if k in ("role", "content")})
     if tools:
-        listing = "\n".join(
-            f"- {t['function']['name']}: {t['function'].get('description', '')}" for t in tools
-        )
+        listing = render_tools([_schema_spec(t) for t in tools])
+        block = f"Available tools:\n{listing}\n\n{TEXT_CALL_FORMAT}"
         if out and out[0]["role"] == "system":
-            out[0]["content"] += f"\n\nAvailable tools:\n{listing}"
+            out[0]["content"] += f"\n\n{block}"
         else:
-            out.insert(0, {"role": "system", "content": f"Available tools:\n{listing}"})
+            out.insert(0, {"role": "system", "content": block})
+    return out
+
+
+def _thinks(tokenizer: Any) -> bool:
+    """Whether the template has a thinking switch and keeps per-turn reasoning (Qwen3)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return "enable_thinking" in template and "reasoning_content" in template
+
+
+def _no_think_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Assistant turns rendered as the model wrote them with thinking disabled.
+
+    Qwen3's generation prompt with ``enable_thinking=False`` ends with an empty
+    ``<think>\\n\\n</think>\\n\\n`` block, but its template drops that block from earlier turns,
+    so a prompt would not be a prefix of the conversation that continues it. An empty (one
+    newline) ``reasoning_content`` makes every turn render the empty block, as generated.
+    """
+    out = []
+    for message in messages:
+        if message.get("role") == "assistant" and "reasoning_content" not in message:
+            message = {**message, "reasoning_content": "\n"}
+        out.append(message)
     return out
 
 
@@ -185,7 +282,9 @@ def render_prompt(
     """Render messages through the model's own chat template (Qwen3: thinking disabled).
 
     ``tools`` are JSON schemas; a template that cannot render tools or tool calls gets them
-    as text, so every model sees the same information.
+    as text, so every model sees the same information. Earlier assistant turns render as the
+    generation prompt does (see ``_no_think_history``), so the prompt for a conversation's
+    next turn is always a prefix of that conversation rendered with the turn.
     """
     kwargs: dict[str, Any] = {
         "tokenize": False,
@@ -196,6 +295,8 @@ def render_prompt(
     if supports_tools(tokenizer):
         if tools:
             kwargs["tools"] = list(tools)
+        if _thinks(tokenizer):
+            messages = _no_think_history(messages)
     elif tools or any(m.get("tool_calls") for m in messages):
         messages = _textualise(messages, tools)
     return tokenizer.apply_chat_template(messages, **kwargs)
