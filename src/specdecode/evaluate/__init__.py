@@ -1,7 +1,7 @@
 """Stages 5–6 — evaluation and base-vs-LoRA comparison."""
 
 from specdecode.evaluate.backends import GenerationConfig, Request, make_backend
-from specdecode.evaluate.judge import DeterministicJudge, make_judge
+from specdecode.evaluate.judges import DeterministicJudge, make_judge
 from specdecode.evaluate.metrics import example_metrics, mcnemar_exact, normalise
 from specdecode.evaluate.parse import Parsed, parse_calls
 from specdecode.evaluate.run import compare, evaluate, load_examples

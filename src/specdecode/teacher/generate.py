@@ -1,0 +1,212 @@
+"""``specdecode traces generate``: questions → teacher traces, concurrent and resumable.
+
+Files (``OUT`` is the ``--out`` path):
+
+* ``OUT`` — one TraceRecord per question that the teacher answered with a parseable trace,
+  in input order, with extra fields ``valid`` (every call names a known tool and fits its
+  schema), ``issues`` (what is wrong otherwise), ``repairs`` (the safe JSON repairs applied),
+  ``teacher`` (provider and model) and ``gold_answer`` (when the question had one).
+* ``OUT`` with ``.errors.jsonl`` — one row per item that finally failed: ``id``, ``question``,
+  ``error_kind`` (budget, permanent, transient or parse), ``error`` and, for replies that did
+  not parse, the ``raw`` reply text.
+* ``OUT`` with ``.summary.json`` — valid / invalid / failed counts, calls made, retries,
+  cache hits and misses.
+
+A rerun skips the ids already in ``OUT`` and asks again for the failed ones. Rows are
+appended (and flushed) as they finish, so a killed run loses at most the requests in flight;
+the final files are rewritten atomically in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from specdecode.errors import InputError
+from specdecode.jsonl import append_jsonl, describe_validation_error, read_records, write_json, write_jsonl
+from specdecode.prompts import ToolStyle
+from specdecode.records import QuestionRecord, TraceRecord
+from specdecode.registry import Registry
+from specdecode.teacher.client import CallFailed, LLMClient
+from specdecode.teacher.jsonfix import ReplyParseError, parse_reply
+from specdecode.teacher.prompt import teacher_messages, trace_schema
+from specdecode.teacher.validate import TraceValidator
+
+console = Console(stderr=True)
+
+
+def side_path(out: Path, kind: str) -> Path:
+    """``traces.jsonl`` → ``traces.errors.jsonl`` / ``traces.summary.json``."""
+    return out.with_suffix(f".{kind}")
+
+
+def load_questions(path: str | Path, split: str = "validation") -> list[QuestionRecord]:
+    """A questions JSONL (QuestionRecord; trace files work too) or a local GAIA folder."""
+    path = Path(path)
+    if path.is_dir():
+        from specdecode.gaia import load_local
+
+        return load_local(path, split)
+    records = read_records(path, QuestionRecord)
+    if not records:
+        raise InputError("file has no questions", path)
+    return records
+
+
+def _resume(path: Path, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Rows already written for these ids (a torn last line from a kill is ignored)."""
+    done: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("id") in ids:
+            done[row["id"]] = row
+    return done
+
+
+def _answer_text(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+class TraceGenerator:
+    """Asks the teacher for one question's trace and turns the reply into a row."""
+
+    def __init__(self, client: LLMClient, registry: Registry, tool_style: ToolStyle = "json"):
+        self.client = client
+        self.registry = registry
+        self.tool_style = tool_style
+        self.validator = TraceValidator(registry)
+        _ = self.validator._validators  # a broken registry schema fails before any call
+
+    def row(self, question: QuestionRecord) -> tuple[str, dict[str, Any]]:
+        """``("trace", row)`` or ``("error", row)``; never raises for a failed item."""
+        offered = (question.model_extra or {}).get("tools")
+        offered = offered if isinstance(offered, list) and offered else None
+        tools = self.registry.subset(offered)
+        messages = teacher_messages(question.question, tools, self.tool_style)
+        schema = trace_schema([t.name for t in tools])
+        head = {"id": question.id, "question": question.question}
+        if question.level is not None:
+            head["level"] = question.level
+        try:
+            completion = self.client.complete(messages, schema)
+        except CallFailed as exc:
+            return "error", {**head, "error_kind": exc.kind, "error": exc.message, "attempts": exc.attempts}
+        try:
+            obj, repairs = parse_reply(completion.text)
+            record = TraceRecord.model_validate(
+                {
+                    **head,
+                    "trace": obj.get("trace"),
+                    "final_answer": _answer_text(obj.get("final_answer")),
+                    "tools": offered,
+                }
+            )
+        except (ReplyParseError, ValidationError) as exc:
+            reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            if self.client.cache is not None:  # a rerun asks again instead of replaying a bad reply
+                self.client.cache.forget(self.client.key(messages, schema))
+            return "error", {**head, "error_kind": "parse", "error": reason, "raw": completion.text}
+        issues = self.validator.issues(record, offered)
+        row = record.model_dump(mode="json", exclude_none=True)
+        row.update(
+            valid=not issues,
+            issues=issues,
+            repairs=repairs,
+            teacher={"provider": self.client.config.provider, "model": self.client.config.model},
+        )
+        if question.final_answer is not None:
+            row["gold_answer"] = question.final_answer
+        return "trace", row
+
+
+def generate_traces(
+    questions: Sequence[QuestionRecord],
+    generator: TraceGenerator,
+    out: Path,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run every pending question through the teacher; write traces, errors and the summary."""
+    out = Path(out)
+    errors_path, summary_path = side_path(out, "errors.jsonl"), side_path(out, "summary.json")
+    ids = [q.id for q in questions]
+    done = _resume(out, set(ids))
+    pending = [q for q in questions if q.id not in done]
+    if done:
+        console.print(f"resuming: {len(done)} of {len(questions)} traces already in {out}", highlight=False)
+    write_jsonl(out, [done[i] for i in ids if i in done])  # drops a torn last line before appending
+    write_jsonl(errors_path, [])
+    failed: dict[str, dict[str, Any]] = {}
+    started = time.time()
+    counts: Counter[str] = Counter()
+    concurrency = generator.client.config.concurrency
+    with (
+        Progress(
+            TextColumn("traces"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show_progress,
+        ) as progress,
+        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="teacher") as pool,
+    ):
+        task = progress.add_task("traces", total=len(questions), completed=len(done), status="")
+        futures = [pool.submit(generator.row, q) for q in pending]
+        try:
+            for future in as_completed(futures):
+                kind, row = future.result()
+                if kind == "trace":
+                    append_jsonl(out, row)
+                    done[row["id"]] = row
+                    counts["valid" if row["valid"] else "invalid"] += 1
+                else:
+                    append_jsonl(errors_path, row)
+                    failed[row["id"]] = row
+                    counts["failed"] += 1
+                status = f"valid {counts['valid']} · invalid {counts['invalid']} · failed {counts['failed']}"
+                progress.update(task, advance=1, status=status)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    write_jsonl(out, [done[i] for i in ids if i in done])
+    if failed:
+        write_jsonl(errors_path, [failed[i] for i in ids if i in failed])
+    else:
+        errors_path.unlink(missing_ok=True)
+    rows = list(done.values())
+    issues = Counter(issue.split(": ", 1)[1].split(":")[0] for r in rows for issue in r.get("issues", []))
+    summary = {
+        "n": len(questions),
+        "traces": len(done),
+        "valid": sum(1 for r in rows if r.get("valid", True)),
+        "invalid": sum(1 for r in rows if not r.get("valid", True)),
+        "failed": len(failed),
+        "resumed": len(questions) - len(pending),
+        "error_kinds": dict(Counter(r["error_kind"] for r in failed.values())),
+        "issue_tools": dict(issues.most_common(20)),
+        "repaired": sum(1 for r in rows if r.get("repairs")),
+        "client": generator.client.stats(),
+        "out": str(out),
+        "errors_file": str(errors_path) if failed else None,
+        "seconds": round(time.time() - started, 2),
+    }
+    write_json(summary_path, summary)
+    return summary

@@ -1,0 +1,49 @@
+"""Check a trace against a tool registry: unknown tools and arguments that break a tool's
+JSON Schema (``jsonschema``, draft 2020-12) become one-line issues."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+from specdecode.errors import InputError
+from specdecode.records import TraceRecord
+from specdecode.registry import Registry
+
+
+class TraceValidator:
+    """``issues(record)`` → list of ``step N: …`` strings (empty when the trace is valid)."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    @cached_property
+    def _validators(self) -> dict[str, object]:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        out = {}
+        for tool in self.registry.tools:
+            try:
+                Draft202012Validator.check_schema(tool.parameters)
+            except SchemaError as exc:
+                raise InputError(
+                    f"tool {tool.name!r} has an invalid parameters schema: {exc.message}"
+                ) from None
+            out[tool.name] = Draft202012Validator(tool.parameters)
+        return out
+
+    def issues(self, record: TraceRecord, offered: Sequence[str] | None = None) -> list[str]:
+        allowed = set(offered) if offered else set(self.registry.names)
+        found: list[str] = []
+        for number, step in enumerate(record.trace, start=1):
+            name = step.action.tool_name
+            validator = self._validators.get(name)
+            if validator is None or name not in allowed:
+                found.append(f"step {number}: unknown tool {name!r}")
+                continue
+            errors = sorted(validator.iter_errors(step.action.arguments), key=lambda e: list(e.path))  # type: ignore[attr-defined]
+            for error in errors[:3]:
+                where = "/".join(str(p) for p in error.path)
+                found.append(f"step {number}: {name}: {where + ': ' if where else ''}{error.message}")
+        return found
