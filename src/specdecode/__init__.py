@@ -13,6 +13,7 @@ from specdecode.records import (
     TraceStep,
 )
 from specdecode.registry import Registry, load_registry
+from specdecode.speculate.executor import SpeculativeExecutor as SpeculativeExecutor
 
 __version__ = "0.1.0"
 __all__ = [

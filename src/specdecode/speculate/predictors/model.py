@@ -40,23 +40,29 @@ def adapter_form(lora_dir: str | Path | None) -> str:
     return str(data.get("form") or "steps")
 
 
-def step_messages(context: StepContext, options: PromptOptions, form: str = "steps") -> list[dict[str, Any]]:
-    """The speculator's prompt for one step, in the form the model was trained on."""
+def step_prompt(
+    context: StepContext, options: PromptOptions, form: str = "steps"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The speculator's prompt for one step in the form the model was trained on: messages and
+    the JSON-schema tools that travel beside them (``conversation`` form) or None (``steps``)."""
     from specdecode import prompts
 
-    form_aware = getattr(prompts, "step_prompt", None) or getattr(prompts, "next_call_prompt", None)
-    if form_aware is not None and form != "steps":
-        return form_aware(context.question, list(context.tools), list(context.history), options, form=form)
-    return prompts.next_call_messages(context.question, list(context.tools), list(context.history), options)
+    conversation = getattr(prompts, "conversation_messages", None)
+    if form == "conversation" and conversation is not None:
+        messages = conversation(context.question, list(context.history), options)
+        return messages, [t.json_schema() for t in context.tools]
+    messages = prompts.next_call_messages(context.question, list(context.tools), list(context.history), options)
+    return messages, None
 
 
-def _request(rid: str, messages: list[dict[str, Any]], schema: dict[str, Any] | None) -> Any:
+def _request(rid: str, prompt: tuple[list[dict[str, Any]], Any], schema: dict[str, Any] | None) -> Any:
     from specdecode.evaluate.backends import Request
 
+    messages, tools = prompt
     fields = {f.name for f in dataclasses.fields(Request)}
     if schema is not None and "response_schema" in fields:
-        return Request(rid, messages, None, response_schema=schema)
-    return Request(rid, messages, None)
+        return Request(rid, messages, tools, response_schema=schema)
+    return Request(rid, messages, tools)
 
 
 def supports_constraints() -> bool:
@@ -122,8 +128,8 @@ class ModelPredictor(Predictor):
         self.temperature, self.seed = temperature, seed
 
     # ---------------------------------------------------------------- requests
-    def messages(self, context: StepContext) -> list[dict[str, Any]]:
-        return step_messages(context, self.options, self.form)
+    def prompt(self, context: StepContext) -> tuple[list[dict[str, Any]], Any]:
+        return step_prompt(context, self.options, self.form)
 
     def schema(self, tools: Sequence[ToolSpec]) -> dict[str, Any] | None:
         if not self.constrained or not tools:
@@ -133,7 +139,7 @@ class ModelPredictor(Predictor):
         return call_schema(list(tools))
 
     def request(self, context: StepContext, rid: str) -> Any:
-        return _request(rid, self.messages(context), self.schema(context.tools))
+        return _request(rid, self.prompt(context), self.schema(context.tools))
 
     def parse(self, generation: Any, context: StepContext) -> ToolCall | None:
         known = set(context.tool_names)
@@ -234,10 +240,10 @@ class HybridPredictor(Predictor):
             if supports_constraints() and self.model.constrained:
                 from specdecode.evaluate.constrain import call_schema
 
-                out.append(_request(rid, self.model.messages(context), call_schema([spec])))
+                out.append(_request(rid, self.model.prompt(context), call_schema([spec])))
             else:
                 one = dataclasses.replace(context, tools=(spec,))
-                out.append(_request(rid, self.model.messages(one), None))
+                out.append(_request(rid, self.model.prompt(one), None))
         return out
 
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:

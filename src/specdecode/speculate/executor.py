@@ -1,0 +1,388 @@
+"""``SpeculativeExecutor``: pre-run a live agent's predicted read-only tool calls.
+
+Usage (threads)::
+
+    ex = SpeculativeExecutor(predictor, registry, {"search": search, "wikipedia": wiki})
+    ex.start(question)                  # predicts the first call, launches it in the background
+    result = ex.call("search", {"query": "..."})   # speculative result on a hit, else the real call
+    ...                                 # each call's observation triggers the next speculation
+    print(ex.stats)                     # hits, misses, wasted calls, time saved
+    ex.close()
+
+From asyncio: ``await ex.acall(name, arguments)`` (tool functions may be ``async def``). A
+framework that keeps its own history passes ``auto=False`` and calls ``ex.observe(history)``
+(or ``ex.speculate(question, history)``) whenever an observation arrives.
+
+Guarantees:
+
+* only tools marked ``read_only`` in the registry are ever called speculatively, whatever
+  the predictor proposes; a call to any other tool always runs for real;
+* exceptions and timeouts of speculative calls never reach the agent (the real call runs);
+* at most ``max_concurrency`` speculative calls run at once — a candidate that finds no free
+  slot is skipped, never queued, and a real call never waits for a slot;
+* a prediction that arrives after the agent's real call is dropped (nothing launched);
+* speculative results are used only for the round (the observation) they were launched in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from specdecode.records import ToolCall, TraceStep
+from specdecode.registry import Registry
+from specdecode.speculate.match import make_matcher
+from specdecode.speculate.predictors.base import Predictor, StepContext
+
+
+@dataclass(frozen=True)
+class ExecutorStats:
+    """Counters of one executor (a snapshot)."""
+
+    predictions: int = 0  # predictor runs finished
+    launched: int = 0  # speculative calls started
+    hits: int = 0  # real calls answered by a speculative result
+    misses: int = 0  # real calls of read-only tools without a usable speculative result
+    direct: int = 0  # real calls of tools that are never speculated
+    wasted_calls: int = 0  # speculative calls started whose result was not used
+    refused: int = 0  # candidates not launched: not read-only, or no such tool function
+    skipped: int = 0  # candidates not launched: no free concurrency slot
+    late: int = 0  # predictions still running when the real call came (dropped)
+    errors: int = 0  # speculative calls that raised or timed out
+    time_saved: float = 0.0  # seconds: speculative call duration minus the agent's wait, over hits
+
+    @property
+    def hit_rate(self) -> float:
+        real = self.hits + self.misses
+        return self.hits / real if real else 0.0
+
+
+@dataclass
+class _Spec:
+    call: ToolCall
+    future: Future
+    started: float
+    finished: float | None = None
+    used: bool = False
+
+
+@dataclass
+class _Round:
+    epoch: int
+    prediction: Future | None = None
+    specs: list[_Spec] = field(default_factory=list)
+    closed: bool = False
+
+
+def _observation_text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    try:
+        return json.dumps(result, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+class SpeculativeExecutor:
+    """Run a predictor's guesses of the next tool call ahead of a live agent.
+
+    Args:
+        predictor: any :class:`~specdecode.speculate.predictors.Predictor`.
+        registry: the tool registry; its ``read_only`` marks decide what may run speculatively.
+        tools: tool name → Python function (sync or ``async def``) called with the arguments
+            as keyword arguments.
+        k: candidates launched per step (each read-only candidate is one speculative call).
+        matcher: ``exact``, ``normalised`` or ``jaccard`` (with ``threshold``).
+        max_concurrency: speculative calls running at once, at most.
+        timeout: seconds a speculative result is waited for (per tool: ``tool_timeouts``).
+        auto: after each real call, record it in the history and speculate the next one.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        registry: Registry,
+        tools: Mapping[str, Callable[..., Any]],
+        *,
+        k: int = 1,
+        matcher: str = "normalised",
+        threshold: float = 0.8,
+        max_concurrency: int = 4,
+        timeout: float = 30.0,
+        tool_timeouts: Mapping[str, float] | None = None,
+        auto: bool = True,
+    ):
+        self.predictor, self.registry, self.tools = predictor, registry, dict(tools)
+        self.k, self.auto = max(1, k), auto
+        self.matcher = make_matcher(matcher, threshold)
+        self.max_concurrency = max(1, max_concurrency)
+        self.timeout, self.tool_timeouts = timeout, dict(tool_timeouts or {})
+        self.question: str | None = None
+        self.offered: list[str] | None = None
+        self.history: list[TraceStep] = []
+        self._lock = threading.RLock()
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="speculative-call")
+        self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="speculator")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._round = _Round(epoch=0, closed=True)
+        self._stats = ExecutorStats()
+        self.running = 0  # speculative calls running now
+        self.max_running = 0  # the most that ever ran at once
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def stats(self) -> ExecutorStats:
+        with self._lock:
+            return self._stats
+
+    def start(self, question: str, tools: Sequence[str] | None = None) -> Future:
+        """A new episode: forget the history, speculate the first call."""
+        with self._lock:
+            self.question, self.offered, self.history = question, list(tools) if tools else None, []
+        return self.speculate(question, [])
+
+    def observe(self, history: Sequence[TraceStep]) -> Future:
+        """The agent's history changed (an observation arrived): speculate the next call."""
+        if self.question is None:
+            raise RuntimeError("call start(question) before observe(history)")
+        return self.speculate(self.question, history)
+
+    def speculate(self, question: str, history: Sequence[TraceStep], tools: Sequence[str] | None = None) -> Future:
+        """Predict the next call in the background and launch its read-only candidates.
+
+        Returns at once; the future resolves to the candidates launched.
+        """
+        with self._lock:
+            self.question = question
+            if tools is not None:
+                self.offered = list(tools)
+            self.history = list(history)
+            self._close_round()
+            round_ = _Round(epoch=self._round.epoch + 1)
+            self._round = round_
+            context = StepContext(
+                question=question,
+                history=tuple(self.history),
+                tools=tuple(self.registry.subset(self.offered)),
+                id="live",
+                step=len(self.history),
+            )
+            round_.prediction = self._predict_pool.submit(self._predict_and_launch, round_, context)
+            return round_.prediction
+
+    def call(self, name: str, arguments: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """The agent's real call: the speculative result on a hit, else the tool's own result
+        (its exceptions are the agent's, as without the executor)."""
+        real = ToolCall(tool_name=name, arguments={**(arguments or {}), **kwargs})
+        entered = time.perf_counter()
+        spec = self._claim(real)
+        if spec is not None:
+            try:
+                ok, value = spec.future.result(timeout=self._remaining(spec))
+            except FutureTimeout:
+                ok, value = False, None
+                self._count(errors=1)
+            if ok:
+                return self._finish_hit(real, spec, value, entered)
+        self._count_real(real)
+        fn = self._function(name)
+        if inspect.iscoroutinefunction(fn):
+            result = asyncio.run_coroutine_threadsafe(fn(**real.arguments), self._event_loop()).result()
+        else:
+            result = fn(**real.arguments)
+        self._after(real, result)
+        return result
+
+    async def acall(self, name: str, arguments: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """:meth:`call` for asyncio agents; sync tool functions run in a worker thread."""
+        real = ToolCall(tool_name=name, arguments={**(arguments or {}), **kwargs})
+        entered = time.perf_counter()
+        spec = self._claim(real)
+        if spec is not None:
+            try:
+                ok, value = await asyncio.wait_for(asyncio.wrap_future(spec.future), self._remaining(spec))
+            except asyncio.TimeoutError:
+                ok, value = False, None
+                self._count(errors=1)
+            if ok:
+                return self._finish_hit(real, spec, value, entered)
+        self._count_real(real)
+        fn = self._function(name)
+        if inspect.iscoroutinefunction(fn):
+            result = await fn(**real.arguments)
+        else:
+            result = await asyncio.to_thread(fn, **real.arguments)
+        self._after(real, result)
+        return result
+
+    def settle(self, timeout: float | None = None) -> list[ToolCall]:
+        """Wait for the current prediction (not the calls it launched); the candidates launched."""
+        prediction = self._round.prediction
+        return prediction.result(timeout=timeout) if prediction is not None else []
+
+    def close(self) -> None:
+        """Stop accepting speculation; running speculative calls are abandoned, not awaited."""
+        with self._lock:
+            self._close_round()
+        self._predict_pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def __enter__(self) -> SpeculativeExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _count(self, **deltas: float) -> None:
+        with self._lock:
+            self._stats = replace(
+                self._stats, **{key: getattr(self._stats, key) + value for key, value in deltas.items()}
+            )
+
+    def _function(self, name: str) -> Callable[..., Any]:
+        if name not in self.tools:
+            raise KeyError(f"no function for tool {name!r}")
+        return self.tools[name]
+
+    def _may_speculate(self, name: str) -> bool:
+        spec = self.registry.get(name)
+        return bool(spec is not None and spec.read_only and name in self.tools)
+
+    def _predict_and_launch(self, round_: _Round, context: StepContext) -> list[ToolCall]:
+        try:
+            candidates = self.predictor.predict(context, self.k)[: self.k]
+        except Exception:  # a failing predictor must not hurt the agent
+            self._count(errors=1)
+            return []
+        self._count(predictions=1)
+        launched: list[ToolCall] = []
+        with self._lock:
+            if round_.closed or round_ is not self._round:
+                return []
+            for call in candidates:
+                if not self._may_speculate(call.tool_name):
+                    self._count(refused=1)
+                    continue
+                if any(self.matcher(s.call, call) for s in round_.specs):
+                    continue
+                if not self._slots.acquire(blocking=False):
+                    self._count(skipped=1)
+                    continue
+                spec = _Spec(call=call, future=Future(), started=time.perf_counter())
+                round_.specs.append(spec)
+                self._count(launched=1)
+                self._launch(spec)
+                launched.append(call)
+        return launched
+
+    def _launch(self, spec: _Spec) -> None:
+        fn = self.tools[spec.call.tool_name]
+        timeout = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
+
+        def done(ok: bool, value: Any) -> None:
+            spec.finished = time.perf_counter()
+            with self._lock:
+                self.running -= 1
+            self._slots.release()
+            if not ok:
+                self._count(errors=1)
+            if not spec.future.done():
+                spec.future.set_result((ok, value))
+
+        with self._lock:
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+        if inspect.iscoroutinefunction(fn):
+
+            async def run_async() -> None:
+                try:
+                    value = await asyncio.wait_for(fn(**spec.call.arguments), timeout)
+                except BaseException as exc:  # noqa: BLE001 - never reaches the agent
+                    done(False, exc)
+                else:
+                    done(True, value)
+
+            asyncio.run_coroutine_threadsafe(run_async(), self._event_loop())
+        else:
+
+            def run_sync() -> None:
+                try:
+                    value = fn(**spec.call.arguments)
+                except BaseException as exc:  # noqa: BLE001 - never reaches the agent
+                    done(False, exc)
+                else:
+                    done(True, value)
+
+            try:
+                self._pool.submit(run_sync)
+            except RuntimeError:  # closed
+                done(False, None)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="speculative-async", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def _remaining(self, spec: _Spec) -> float:
+        limit = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
+        return max(0.0, limit - (time.perf_counter() - spec.started))
+
+    def _claim(self, real: ToolCall) -> _Spec | None:
+        """Close the round; the launched speculative call matching ``real``, if any."""
+        with self._lock:
+            round_ = self._round
+            if round_.prediction is not None and not round_.prediction.done() and not round_.closed:
+                self._count(late=1)
+            round_.closed = True
+            if not self._may_speculate(real.tool_name):
+                return None
+            for spec in round_.specs:
+                if not spec.used and self.matcher(spec.call, real):
+                    spec.used = True
+                    return spec
+            return None
+
+    def _finish_hit(self, real: ToolCall, spec: _Spec, value: Any, entered: float) -> Any:
+        waited = time.perf_counter() - entered
+        duration = (spec.finished or time.perf_counter()) - spec.started
+        self._count(hits=1, time_saved=max(0.0, duration - waited))
+        self._after(real, value)
+        return value
+
+    def _count_real(self, real: ToolCall) -> None:
+        if self._may_speculate(real.tool_name):
+            self._count(misses=1)
+        else:
+            self._count(direct=1)
+
+    def _close_round(self) -> None:
+        """Count the round's unused speculative calls as wasted (cancel what has not started)."""
+        round_ = self._round
+        round_.closed = True
+        for spec in round_.specs:
+            if not spec.used:
+                spec.used = True  # counted once
+                self._count(wasted_calls=1)
+        round_.specs = []
+
+    def _after(self, real: ToolCall, result: Any) -> None:
+        with self._lock:
+            self._close_round()
+        if self.auto and self.question is not None:
+            step = TraceStep(action=real, observation=_observation_text(result))
+            self.speculate(self.question, [*self.history, step])
