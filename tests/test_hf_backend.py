@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from specdecode import load_registry
-from specdecode.evaluate.backends import (
-    FIRST_CALL_STOPS,
-    GenerationConfig,
-    HFBackend,
-    _cut_at_stop,
-    _shared_prefix_len,
-)
+from specdecode.evaluate.backends import GenerationConfig, HFBackend, cut_first_call
+from specdecode.evaluate.backends import shared_prefix_len as _shared_prefix_len
 from specdecode.evaluate.run import load_examples
 from specdecode.prompts import PromptOptions
 
@@ -62,15 +57,17 @@ def requests(synth_split: Path):
 
 @pytest.mark.parametrize("adapter", [True, False])
 def test_batched_answers_equal_one_at_a_time_generate(backend: HFBackend, requests, adapter: bool) -> None:
-    config = GenerationConfig(max_new_tokens=40, stop=FIRST_CALL_STOPS, batch_size=8)
+    # The loop stops at the end of the first complete call; the reference runs on and is cut.
+    config = GenerationConfig(max_new_tokens=40, stop_at_first_call=True, batch_size=8)
     got = backend.generate(requests, config, adapter=adapter)
     for request, generation in zip(requests, got):
         prompt = backend.prompt_ids(request)
-        ref = _reference(backend, prompt, adapter, max_new_tokens=40, stop_strings=list(FIRST_CALL_STOPS))
-        text = _cut_at_stop(backend.tokenizer.decode(ref, skip_special_tokens=True), FIRST_CALL_STOPS)
+        ref = _reference(backend, prompt, adapter, max_new_tokens=40)
+        text = cut_first_call(backend.tokenizer.decode(ref, skip_special_tokens=True))
         assert generation.text == text
         assert generation.prompt_tokens == len(prompt)
-        assert 0 < generation.completion_tokens <= 40
+        assert 0 < generation.completion_tokens <= len(ref)
+        assert generation.batch_size == len(requests)
 
 
 def test_prompts_without_a_shared_prefix_and_repetition_penalty(backend: HFBackend) -> None:

