@@ -144,3 +144,28 @@ def confusion(rows: Sequence[dict[str, Any]], prefix: str = "") -> dict[str, dic
         pred = row[f"{prefix}pred_calls"]
         table[gold][pred[0]["tool_name"] if pred else "<none>"] += 1
     return {g: dict(sorted(c.items())) for g, c in sorted(table.items())}
+
+
+FAILURE_MODES = ("no_call", "unknown_tool", "wrong_tool", "wrong_arguments", "loop", "over_action")
+
+
+def failure_modes(rows: Sequence[dict[str, Any]], prefix: str = "") -> dict[str, int]:
+    """Failure modes counted over result rows (``{prefix}pred_calls``, ``gold_calls``,
+    ``{prefix}unknown_tools``). The first call of each row lands in exactly one of ``correct``,
+    ``no_call``, ``unknown_tool``, ``wrong_tool`` or ``wrong_arguments``; ``loop`` and
+    ``over_action`` look at the whole prediction and may overlap with them."""
+    counts = dict.fromkeys(("examples", "correct", *FAILURE_MODES), 0)
+    for row in rows:
+        gold = [ToolCall.model_validate(c) for c in row.get("gold_calls") or []]
+        pred = [ToolCall.model_validate(c) for c in row.get(f"{prefix}pred_calls") or []]
+        unknown = set(row.get(f"{prefix}unknown_tools") or [])
+        counts["examples"] += 1
+        if not pred:
+            counts["correct" if not gold else "no_call"] += 1
+        elif not gold or pred[0].tool_name != gold[0].tool_name:
+            counts["unknown_tool" if pred[0].tool_name in unknown else "wrong_tool"] += 1
+        else:
+            counts["correct" if same_call(gold[0], pred[0]) else "wrong_arguments"] += 1
+        counts["loop"] += has_loop(pred)
+        counts["over_action"] += len(pred) > len(gold) + 2
+    return counts
