@@ -116,12 +116,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n", type=int, default=20, help="synthetic test traces (default 20)")
     parser.add_argument("--registry", default="tools4")
     parser.add_argument("--predictor", default="pattern", choices=["pattern", "frequency"])
-    parser.add_argument("--actor-latency", default="fixed:0.04", help="actor think time per step")
+    parser.add_argument("--actor-latency", default="fixed:0.06", help="actor think time per step")
     parser.add_argument(
         "--tool-latency",
         action="append",
         default=None,
-        help="tool latency (DIST or NAME=DIST, repeatable; default uniform:0.02,0.06 and final_answer=fixed:0)",
+        help="tool latency (DIST or NAME=DIST, repeatable; default uniform:0.01,0.05 and final_answer=fixed:0)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     registry = load_registry(args.registry)
     train = read_records(args.train, TraceRecord) if args.train else synthesize(120, 0, args.registry)
     test = read_records(args.test, TraceRecord) if args.test else synthesize(args.n, 1, args.registry)
-    tool_specs = args.tool_latency or ["uniform:0.02,0.06", "final_answer=fixed:0"]
+    tool_specs = args.tool_latency or ["uniform:0.01,0.05", "final_answer=fixed:0"]
     latency = LatencyModel.from_specs(args.actor_latency, tool_specs, seed=args.seed)
     predictor = fit_tables(train)[args.predictor]
 

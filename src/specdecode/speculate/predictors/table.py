@@ -5,11 +5,12 @@
 * ``pattern`` — a table of previous tools → next tool, backing off from the last two tools
   (trigram) to the last one (bigram) to none (unigram). Its arguments are learned per tool and
   argument from the training traces: the most frequent value, or a *copy rule* — the value is a
-  span of the question or of an earlier observation found between two anchors (the tokens
-  before and after it), with fixed text around it (``"{span} population"``). A rule is kept
-  only for how many training calls it reproduces exactly when applied to their own context, and
-  rules are ranked by that count (first among calls with the same previous tool), so a rule
-  earns its place on the training data, never on the test data.
+  span of the question or of an earlier observation found beside anchors (the tokens before
+  and/or after it), with fixed text around it (``"{span} population"``). Every candidate rule
+  is applied to every training call of its tool and scored by how often it reproduces the
+  value exactly minus how often it fires with a wrong value (per previous tool, and overall);
+  at prediction the best-scoring rule that fires wins, else the most frequent value. Rules earn
+  their place on the training data, never on the test data.
 
 Both save to and load from JSON (``speculate fit``).
 """
@@ -58,8 +59,9 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
 class CopyRule:
     """Value = ``pre`` + span of ``source`` after ``left`` and before ``right`` + ``post``.
 
-    ``left`` is ``("^",)`` for the start of the text; ``right`` is ``()`` for a span of exactly
-    ``length`` tokens, ``("$",)`` for the end of the text.
+    ``left`` is ``("^",)`` for the start of the text, ``()`` for a span of exactly ``length``
+    tokens ending before ``right``; ``right`` is ``()`` for a span of exactly ``length`` tokens
+    after ``left``, ``("$",)`` for the end of the text.
     """
 
     source: str
@@ -75,6 +77,12 @@ class CopyRule:
         if not toks:
             return None
         words = [t[0] for t in toks]
+        if not self.left:
+            m = len(self.right)
+            for q in range(self.length, len(words) - m + 1):
+                if tuple(words[q : q + m]) == self.right:
+                    return self.pre + text[toks[q - self.length][1] : toks[q - 1][2]] + self.post
+            return None
         if self.left == ("^",):
             starts = [0]
         else:
@@ -148,6 +156,10 @@ def _candidate_rules(value: str, sources: dict[str, str]) -> list[CopyRule]:
         for left in dict.fromkeys(lefts):
             for right in rights:
                 rules.append(CopyRule(name, left, right, pre, post, length))
+        if end < len(words):
+            for w in (1, 2):
+                if end + w <= len(words):
+                    rules.append(CopyRule(name, (), tuple(words[end : end + w]), pre, post, length))
     return rules
 
 
@@ -167,20 +179,28 @@ class ArgModel:
     """How one argument of one tool is filled."""
 
     constant: dict[str, Counter]  # previous tool ("*" for any) → counts of values (JSON keys)
-    rules: list[tuple[CopyRule, dict[str, int]]]  # rule, reproductions per previous tool ("*": all)
+    # rule, {"right": reproductions, "wrong": wrong values} per previous tool ("*": all calls)
+    rules: list[tuple[CopyRule, dict[str, dict[str, int]]]]
     kind: str  # str, int or float
 
     def fill(self, context: StepContext, sources: dict[str, str]) -> tuple[Any, str]:
+        """The best rule that fires here (net training score for this previous tool, else over
+        all calls, > 0), else the most frequent value."""
         prev = context.previous_tools[-1] if context.history else START
-        const = self.constant.get(prev) or self.constant.get("*") or Counter()
-        const_count = const.most_common(1)[0][1] if const else 0
-        ranked = sorted(self.rules, key=lambda r: (r[1].get(prev, 0), r[1].get("*", 0)), reverse=True)
-        for rule, counts in ranked:
-            if counts.get(prev, 0) < const_count and counts.get(prev, 0) > 0:
-                break
+
+        def net(stats: dict[str, dict[str, int]]) -> tuple[int, int]:
+            right, wrong = stats["right"], stats["wrong"]
+            here = right.get(prev, 0) - wrong.get(prev, 0)
+            return (here, right.get("*", 0) - wrong.get("*", 0))
+
+        for rule, stats in sorted(self.rules, key=lambda r: net(r[1]), reverse=True):
+            here, overall = net(stats)
+            if here < 0 or (here == 0 and overall <= 0):
+                continue
             value = rule.apply(sources)
             if value is not None:
                 return _cast(value, self.kind), "copy"
+        const = self.constant.get(prev) or self.constant.get("*") or Counter()
         if const:
             return json.loads(const.most_common(1)[0][0]), "constant"
         return None, "none"
@@ -189,14 +209,17 @@ class ArgModel:
         return {
             "kind": self.kind,
             "constant": {p: dict(c.most_common(5)) for p, c in self.constant.items()},
-            "rules": [{"rule": r.to_json(), "reproduced": c} for r, c in self.rules],
+            "rules": [{"rule": r.to_json(), **c} for r, c in self.rules],
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ArgModel:
         return cls(
             constant={p: Counter(c) for p, c in d["constant"].items()},
-            rules=[(CopyRule.from_json(r["rule"]), dict(r["reproduced"])) for r in d["rules"]],
+            rules=[
+                (CopyRule.from_json(r["rule"]), {"right": dict(r["right"]), "wrong": dict(r["wrong"])})
+                for r in d["rules"]
+            ],
             kind=d["kind"],
         )
 
@@ -234,15 +257,18 @@ def fit_arguments(traces: Sequence[TraceRecord]) -> dict[str, dict[str, ArgModel
         kind = kind if kind in ("int", "float") else "str"
         rules = []
         for rule, _ in generated.most_common(MAX_RULES):
-            counts: Counter = Counter()
+            right: Counter = Counter()
+            wrong: Counter = Counter()
             for prev, value, sources in rows:
                 produced = rule.apply(sources)
-                if produced is not None and _key(_cast(produced, kind)) == _key(value):
-                    counts[prev] += 1
-                    counts["*"] += 1
-            if counts["*"] >= 2:
-                rules.append((rule, dict(counts)))
-        rules.sort(key=lambda r: r[1]["*"], reverse=True)
+                if produced is None:
+                    continue
+                tally = right if _key(_cast(produced, kind)) == _key(value) else wrong
+                tally[prev] += 1
+                tally["*"] += 1
+            if right["*"] >= 2:
+                rules.append((rule, {"right": dict(right), "wrong": dict(wrong)}))
+        rules.sort(key=lambda r: r[1]["right"]["*"] - r[1]["wrong"].get("*", 0), reverse=True)
         out[tool][arg] = ArgModel(dict(constant), rules, kind)
     return dict(out)
 

@@ -1,0 +1,249 @@
+"""SpeculativeExecutor: the same suite from threads and from asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from specdecode import SpeculativeExecutor
+from specdecode.records import ToolCall, ToolSpec
+from specdecode.registry import Registry
+from specdecode.speculate.predictors import Predictor, StepContext
+
+REGISTRY = Registry(
+    "test",
+    (
+        ToolSpec(name="search", description="search", read_only=True),
+        ToolSpec(name="lookup", description="lookup", read_only=True),
+        ToolSpec(name="send_email", description="sends an email", read_only=False),
+    ),
+)
+
+
+class Always(Predictor):
+    """Proposes the same calls at every step (after an optional delay)."""
+
+    name = "always"
+
+    def __init__(self, *calls: ToolCall, delay: float = 0.0):
+        self.calls, self.delay = list(calls), delay
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        time.sleep(self.delay)
+        return self.calls[:k]
+
+
+class Tools:
+    """Counting tool functions; ``search`` can fail, hang or sleep on demand."""
+
+    def __init__(self, sleep: float = 0.0):
+        self.sleep = sleep
+        self.counts: dict[str, int] = {"search": 0, "lookup": 0, "send_email": 0}
+        self.running = 0
+        self.max_running = 0
+        self.fail_first = False
+        self.hang_first: threading.Event | None = None
+        self.lock = threading.Lock()
+
+    def _enter(self, name: str) -> int:
+        with self.lock:
+            self.counts[name] += 1
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            return self.counts[name]
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.running -= 1
+
+    def search(self, query: str) -> str:
+        n = self._enter("search")
+        try:
+            if n == 1 and self.fail_first:
+                raise RuntimeError("speculative failure")
+            if n == 1 and self.hang_first is not None:
+                self.hang_first.wait(5)
+            time.sleep(self.sleep)
+            return f"result {n} for {query}"
+        finally:
+            self._leave()
+
+    def lookup(self, key: str) -> str:
+        self._enter("lookup")
+        try:
+            time.sleep(self.sleep)
+            return f"value of {key}"
+        finally:
+            self._leave()
+
+    def send_email(self, to: str) -> str:
+        self._enter("send_email")
+        self._leave()
+        return f"sent to {to}"
+
+    def functions(self) -> dict:
+        return {"search": self.search, "lookup": self.lookup, "send_email": self.send_email}
+
+
+@pytest.fixture(params=["threads", "asyncio"])
+def call(request):
+    """The agent's real call, made from a worker thread or from an asyncio event loop."""
+    if request.param == "threads":
+        pool = ThreadPoolExecutor(1)
+        yield lambda ex, name, args: pool.submit(ex.call, name, args).result(timeout=10)
+        pool.shutdown()
+    else:
+        yield lambda ex, name, args: asyncio.run(asyncio.wait_for(ex.acall(name, args), 10))
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_side_effecting_tool_is_never_called_speculatively(call):
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="send_email", arguments={"to": "a@b.c"}))
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=True) as ex:
+        for _ in range(3):
+            ex.start("q")
+            ex.settle(5)
+            time.sleep(0.02)
+            assert tools.counts["send_email"] == 0
+        assert call(ex, "send_email", {"to": "a@b.c"}) == "sent to a@b.c"
+        ex.settle(5)  # the next speculation (auto) proposes send_email again
+        time.sleep(0.02)
+        assert tools.counts["send_email"] == 1  # only the real call
+        assert ex.stats.refused >= 4 and ex.stats.launched == 0 and ex.stats.direct == 1
+
+
+def test_hit_returns_the_speculative_result_without_a_second_call(call):
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "Paris population"}))
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=False) as ex:
+        ex.start("q")
+        assert ex.settle(5) == [predictor.calls[0]]
+        wait_for(lambda: tools.counts["search"] == 1)
+        # normalised matcher: case and whitespace do not matter
+        assert call(ex, "search", {"query": "paris  Population"}) == "result 1 for Paris population"
+        assert tools.counts["search"] == 1
+        stats = ex.stats
+        assert (stats.hits, stats.misses, stats.wasted_calls) == (1, 0, 0)
+
+
+def test_miss_returns_the_real_result(call):
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "wrong guess"}))
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=False) as ex:
+        ex.start("q")
+        ex.settle(5)
+        wait_for(lambda: tools.counts["search"] == 1)
+        assert call(ex, "search", {"query": "right"}) == "result 2 for right"
+        assert tools.counts["search"] == 2
+        stats = ex.stats
+        assert (stats.hits, stats.misses, stats.wasted_calls) == (0, 1, 1)
+
+
+def test_failing_speculative_call_does_not_reach_the_agent(call):
+    tools = Tools()
+    tools.fail_first = True
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=False) as ex:
+        ex.start("q")
+        ex.settle(5)
+        wait_for(lambda: tools.counts["search"] == 1)
+        assert call(ex, "search", {"query": "x"}) == "result 2 for x"
+        assert ex.stats.errors == 1 and ex.stats.hits == 0 and ex.stats.misses == 1
+
+
+def test_hanging_speculative_call_does_not_hold_up_the_real_one(call):
+    tools = Tools()
+    tools.hang_first = threading.Event()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+    with SpeculativeExecutor(
+        predictor, REGISTRY, tools.functions(), auto=False, tool_timeouts={"search": 0.2}
+    ) as ex:
+        ex.start("q")
+        ex.settle(5)
+        wait_for(lambda: tools.counts["search"] == 1)
+        started = time.perf_counter()
+        assert call(ex, "search", {"query": "x"}) == "result 2 for x"
+        assert time.perf_counter() - started < 2.0
+        assert ex.stats.errors >= 1 and ex.stats.hits == 0
+        tools.hang_first.set()
+
+
+def test_real_call_raises_as_without_the_executor(call):
+    tools = Tools()
+    predictor = Always()
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=False) as ex:
+        ex.start("q")
+        with pytest.raises(TypeError):
+            call(ex, "search", {"no_such_argument": 1})
+
+
+def test_concurrency_limit_holds(call):
+    tools = Tools(sleep=0.15)
+    calls = [ToolCall(tool_name="lookup", arguments={"key": str(i)}) for i in range(5)]
+    with SpeculativeExecutor(Always(*calls), REGISTRY, tools.functions(), k=5, max_concurrency=2, auto=False) as ex:
+        ex.start("q")
+        launched = ex.settle(5)
+        assert len(launched) == 2 and ex.stats.skipped == 3
+        wait_for(lambda: tools.counts["lookup"] == 2)
+        assert call(ex, "lookup", {"key": "1"}) == "value of 1"  # the second launched: a hit
+        assert tools.max_running <= 2 and ex.max_running <= 2
+        assert ex.stats.hits == 1 and ex.stats.wasted_calls == 1
+
+
+def test_late_prediction_is_dropped(call):
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}), delay=0.3)
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=False) as ex:
+        ex.start("q")
+        assert call(ex, "search", {"query": "x"}) == "result 1 for x"
+        assert ex.settle(5) == []  # arrived after the real call: nothing launched
+        time.sleep(0.05)
+        assert tools.counts["search"] == 1 and ex.stats.late == 1
+
+
+def test_auto_mode_speculates_after_each_observation_and_saves_time(call):
+    tools = Tools(sleep=0.1)
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=True) as ex:
+        ex.start("q")
+        for _ in range(2):
+            ex.settle(5)
+            time.sleep(0.15)  # the actor thinks longer than the tool takes
+            started = time.perf_counter()
+            assert call(ex, "search", {"query": "x"}).endswith("for x")
+            assert time.perf_counter() - started < 0.08  # served from the finished speculative call
+        assert ex.stats.hits == 2 and ex.stats.time_saved > 0.1
+        assert len(ex.history) == 2
+
+
+def test_async_tool_functions():
+    calls = {"n": 0}
+
+    async def search(query: str) -> str:
+        calls["n"] += 1
+        await asyncio.sleep(0.01)
+        return f"async {query}"
+
+    async def agent() -> str:
+        predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+        with SpeculativeExecutor(predictor, REGISTRY, {"search": search}, auto=False) as ex:
+            ex.start("q")
+            await asyncio.wrap_future(ex._round.prediction)
+            await asyncio.sleep(0.05)
+            result = await ex.acall("search", {"query": "x"})
+            assert ex.stats.hits == 1
+            return result
+
+    assert asyncio.run(agent()) == "async x"
+    assert calls["n"] == 1

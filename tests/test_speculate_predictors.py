@@ -1,0 +1,109 @@
+"""Frequency and pattern tables fitted on synthetic traces; replay on them (no model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specdecode.data.synth import synthesize
+from specdecode.evaluate.metrics import same_call
+from specdecode.records import ToolCall, TraceRecord, TraceStep
+from specdecode.registry import load_registry
+from specdecode.speculate.match import jaccard, make_matcher
+from specdecode.speculate.predictors import StepContext, contexts_of, fit_tables, load_table
+from specdecode.speculate.replay import ReplaySettings, replay
+from specdecode.speculate.simulate import LatencyModel
+
+REG = load_registry("tools4")
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("fitted")
+    return fit_tables(synthesize(120, seed=0), out), out
+
+
+def _hit_rate(predictor, traces, by_name: bool = False) -> float:
+    hits = n = 0
+    for record in traces:
+        for context in contexts_of(record, REG):
+            pred = predictor.predict(context, 1)
+            gold = record.trace[context.step].action
+            n += 1
+            hits += bool(pred) and (pred[0].tool_name == gold.tool_name if by_name else same_call(pred[0], gold))
+    return hits / n
+
+
+def test_pattern_beats_frequency_and_learns_arguments(fitted):
+    tables, _ = fitted
+    test = synthesize(40, seed=1)
+    assert _hit_rate(tables["pattern"], test, by_name=True) > _hit_rate(tables["frequency"], test, by_name=True)
+    assert _hit_rate(tables["pattern"], test) > 0.2  # copy rules write real arguments
+    assert _hit_rate(tables["frequency"], test) < 0.05  # the most frequent arguments rarely recur
+
+
+def test_copy_rule_takes_the_title_from_the_question(fitted):
+    tables, _ = fitted
+    record = TraceRecord(
+        id="x",
+        question="According to Wikipedia, in what year was the poet Zora Quillfeather born?",
+        trace=[TraceStep(action=ToolCall(tool_name="wikipedia", arguments={"title": "Zora Quillfeather"}))],
+    )
+    pred = tables["pattern"].predict(contexts_of(record, REG)[0], 1)
+    assert pred[0] == ToolCall(tool_name="wikipedia", arguments={"title": "Zora Quillfeather"})
+
+
+def test_back_off_and_offered_tools(fitted):
+    tables, _ = fitted
+    pattern = tables["pattern"]
+    unseen = tuple(TraceStep(action=ToolCall(tool_name=n, arguments={})) for n in ("calculator", "calculator"))
+    context = StepContext(question="q", history=unseen, tools=tuple(REG.tools), step=2)
+    ranked = pattern.ranked_tools(context)
+    assert set(ranked) == set(REG.names)  # unseen trigram: bigram and unigram fill in
+    only = StepContext(question="q", history=(), tools=(REG.get("calculator"),))
+    assert [c.tool_name for c in pattern.predict(only, 3)] == ["calculator"]
+
+
+def test_tables_round_trip_through_json(fitted):
+    tables, out = fitted
+    for name in ("frequency", "pattern"):
+        loaded = load_table(out / f"{name}.json")
+        json.loads((out / f"{name}.json").read_text())
+        for record in synthesize(10, seed=2):
+            for context in contexts_of(record, REG):
+                assert loaded.predict(context, 3) == tables[name].predict(context, 3)
+
+
+def test_matchers():
+    a = ToolCall(tool_name="search", arguments={"query": "Paris population 2020"})
+    b = ToolCall(tool_name="search", arguments={"query": "paris  population 2020"})
+    c = ToolCall(tool_name="search", arguments={"query": "Paris population"})
+    assert not make_matcher("exact")(a, b) and make_matcher("normalised")(a, b)
+    assert jaccard(a.arguments, c.arguments) == pytest.approx(3 / 4)  # {query, paris, population, 2020}
+    assert make_matcher("jaccard", 0.7)(a, c) and not make_matcher("jaccard", 0.8)(a, c)
+
+
+def test_replay_summary_resume_and_read_only(fitted, tmp_path):
+    tables, _ = fitted
+    test = synthesize(12, seed=3)
+    settings = ReplaySettings(k=3, latency=LatencyModel.from_specs("fixed:2.0", ["lognormal:0,0.6"]))
+    first = replay(test, REG, tables, tmp_path, settings)
+    for name in ("frequency", "pattern"):
+        s = first[name]
+        assert s["steps"] == sum(len(t.trace) for t in test)
+        assert s["hit_at_1"] <= s["hit_at_k"] and s["speedup"] <= s["bound"] + 1e-12
+        assert {"name_hit_at_1", "wasted_calls", "per_level", "per_tool", "per_step_index"} <= set(s)
+    assert "pattern vs frequency" in first["paired"]
+    rows = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * first["steps"]
+    # final_answer is not read-only: never launched, never a hit in the simulation
+    answers = [r for r in rows if r["gold_tool"] == "final_answer"]
+    assert answers and first["pattern"]["simulation"]["hits_used"] <= first["pattern"]["steps"] - len(answers)
+    # a torn line and a rerun: the rows are kept, the summary is the same
+    with open(tmp_path / "steps.jsonl", "a") as fh:
+        fh.write('{"predictor": "pattern", "id"')
+    again = replay(test, REG, tables, tmp_path, settings)
+    assert again["pattern"]["rates"] == first["pattern"]["rates"]
+    assert len((tmp_path / "steps.jsonl").read_text().splitlines()) == len(rows)
