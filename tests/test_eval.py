@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import run_cli
 from fake_openai import FakeOpenAI
 
-TIMING = ("latency", "tokens_per_s")
+TIMING = ("latency", "tokens_per_s", "first_token_latency", "batch_size")
 
 
 def _rows(path: Path) -> list[dict]:

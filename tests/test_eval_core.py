@@ -90,7 +90,7 @@ def test_yaml_config_and_both_spellings(synth_split: Path, tmp_path: Path) -> No
         proc = run_cli("eval", "--config", bad)
         assert proc.returncode == 2 and "unknown option 'batch_sise'" in proc.stderr
         proc = run_cli("eval", "--config", config, "--backend", "tgi")
-        assert proc.returncode == 2 and "'backend'" in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.returncode == 2 and "--backend 'tgi'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_gold_calls_come_from_the_trace_not_from_text(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,7 +44,7 @@ def test_yaml_then_flags(tmp_path: Path) -> None:
         ("lora_rank: 8\n", "unknown option 'lora_rank'"),
         ("lora_r: [1\n", "invalid YAML"),
         ("- a\n- b\n", "a mapping"),
-        ("lora_r: many\n", "option 'lora_r'"),
+        ("lora_r: many\n", "--lora-r 'many'"),
     ],
 )
 def test_bad_config_file(tmp_path: Path, text: str, message: str) -> None:

@@ -21,7 +21,7 @@ from specdecode.errors import InputError
 Backend = Literal["hf", "vllm", "openai"]
 Mode = Literal["next-call", "trace"]
 ToolStyle = Literal["compact", "json"]
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16"]
 TrainForm = Literal["plain", "native", "steps", "conversation"]
 PromptForm = Literal["auto", "steps", "conversation"]
 MixedPrecision = Literal["auto", "bf16", "fp16", "no"]
@@ -94,7 +94,9 @@ class TrainConfig(Settings):
     save_steps: int = Field(50, ge=1, **_help("Checkpoint every N steps (a multiple of --eval-steps)."))
     logging_steps: int = Field(10, ge=1, **_help("Log the training loss every N steps."))
     warmup_ratio: float = Field(0.03, ge=0, lt=1, **_help("Share of steps with a rising learning rate."))
-    lr_scheduler_type: str = Field("cosine", **_help("transformers scheduler name: cosine, linear, constant."))
+    lr_scheduler_type: str = Field(
+        "cosine", **_help("transformers scheduler name: cosine, linear, constant.")
+    )
     lora_r: int = Field(16, ge=1, **_help("LoRA rank."))
     lora_alpha: int = Field(32, ge=1, **_help("LoRA alpha (scale = alpha / r)."))
     lora_dropout: float = Field(0.05, ge=0, lt=1, **_help("Dropout on the LoRA input."))
@@ -236,9 +238,10 @@ class DemoSettings(Settings):
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "settings"
+    option = "--" + where.replace("_", "-")
     if first["type"] == "missing":
-        return f"--{where.replace('_', '-')} is required (as a flag or in --config)"
-    return f"option {where!r}: {first['msg']}"
+        return f"{option} is required (as a flag or in --config)"
+    return f"{option} {first.get('input')!r}: {first['msg']}"
 
 
 def read_yaml_config(path: str | Path) -> dict[str, Any]:

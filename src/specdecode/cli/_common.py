@@ -97,6 +97,11 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     )
 
 
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]
+SkipInvalid = Annotated[
+    bool,
+    typer.Option("--skip-invalid", help="Skip bad input lines with a counted warning instead of stopping."),
+]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="YAML file of these options (flags override it).")
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from specdecode.cli._common import done, settings_command, warn
+from specdecode.cli._common import Out, SkipInvalid, done, settings_command, warn
 from specdecode.errors import InputError
 from specdecode.jsonl import ReadReport, read_records, write_jsonl
 from specdecode.settings import ConvertSettings
@@ -16,12 +16,6 @@ from specdecode.settings import ConvertSettings
 data_app = typer.Typer(
     help="Synthetic GAIA-format traces, conversion to chat data, validation.", no_args_is_help=True
 )
-
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]
-SkipInvalid = Annotated[
-    bool,
-    typer.Option("--skip-invalid", help="Skip bad input lines with a counted warning instead of stopping."),
-]
 
 
 @data_app.command("synth")

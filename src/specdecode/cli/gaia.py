@@ -9,19 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from specdecode.cli._common import console, done
+from specdecode.cli._common import Out, SkipInvalid, console, done
 from specdecode.jsonl import read_records, write_json, write_jsonl
 
 gaia_app = typer.Typer(
     help="GAIA utilities: load a local copy, split by level, count, annotator gold traces.",
     no_args_is_help=True,
 )
-
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]
-SkipInvalid = Annotated[
-    bool,
-    typer.Option("--skip-invalid", help="Skip bad input lines with a counted warning instead of stopping."),
-]
 
 
 # --------------------------------------------------------------------------- gaia

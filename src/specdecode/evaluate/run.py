@@ -9,7 +9,6 @@ order, so it equals the file of an uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -22,7 +21,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from specdecode.errors import InputError
-from specdecode.evaluate import backends as _backends
 from specdecode.evaluate.backends import Backend, Generation, GenerationConfig, Request
 from specdecode.evaluate.metrics import (
     ALL_METRICS,
@@ -168,9 +166,7 @@ def load_examples(
             from specdecode.evaluate.constrain import call_schema
 
             schema = call_schema(_offered_tools(chat, registry, trace))
-        request = Request(chat.id, messages, chat.tools)
-        if schema is not None:
-            request.response_schema = schema  # type: ignore[attr-defined]
+        request = Request(chat.id, messages, chat.tools, response_schema=schema)
         examples.append(
             Example(id=chat.id, request=request, gold=gold, gold_raw=raw, level=chat.level, step=chat.step)
         )
@@ -318,20 +314,13 @@ def generation_config(
     seed: int = 0,
 ) -> GenerationConfig:
     """Next-call mode stops after the first complete call and needs few tokens."""
-    names = {f.name for f in dataclasses.fields(GenerationConfig)}
-    extra: dict[str, Any] = {}
-    if "stop_at_first_call" in names:
-        extra["stop_at_first_call"] = mode == "next-call"
-    elif mode == "next-call":
-        extra["stop"] = _backends.FIRST_CALL_STOPS  # type: ignore[attr-defined]
-    if "seed" in names:
-        extra["seed"] = seed
     return GenerationConfig(
         max_new_tokens=max_new_tokens or (96 if mode == "next-call" else 512),
+        stop_at_first_call=mode == "next-call",
         batch_size=batch_size,
         repetition_penalty=repetition_penalty,
         temperature=temperature,
-        **extra,
+        seed=seed,
     )
 
 
