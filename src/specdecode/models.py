@@ -69,8 +69,73 @@ def convert_gguf(gguf: Path, out: Path | None = None) -> Path:
     return out
 
 
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` can name a Hugging Face repository (``name`` or ``org/name``).
+
+    Anything else that is not on disk is a path that does not exist: it starts with ``.``,
+    ``/`` or ``~``, holds a backslash or more than one ``/``, or breaks the hub's naming rules.
+    """
+    if not text or text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_hub_model(repo_id: str) -> None:
+    """Fail with one line, naming the model, when the hub id cannot be reached or is not there.
+
+    Fetches only ``config.json`` (what loading fetches first anyway); offline
+    (``HF_HUB_OFFLINE=1``) it looks in the local cache. A repository without ``config.json``
+    is left to the loader.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import logging as hub_logging
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    verbosity = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()  # no multi-line retry chatter: one line at the end
+    try:
+        hf_hub_download(repo_id, "config.json")
+    except LocalEntryNotFoundError:
+        raise InputError(
+            "not a local path, and not in the Hugging Face cache with the hub out of reach "
+            "(offline?): download it first, or give a local model directory",
+            repo_id,
+        ) from None
+    except GatedRepoError:
+        raise InputError("gated Hugging Face model: log in and accept its terms first", repo_id) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise InputError("no such local path or Hugging Face model", repo_id) from None
+    except EntryNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"cannot fetch from the Hugging Face hub: {_first_line(exc)}", repo_id) from None
+    finally:
+        hub_logging.set_verbosity(verbosity)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 def resolve_model(name: str | Path) -> str:
-    """A loadable model reference: local directory, converted GGUF, or a hub id left as is."""
+    """A loadable model reference: local directory, converted GGUF, or a hub id left as is.
+
+    Fails with one line (``InputError``) before anything heavy loads when ``name`` is a path
+    that does not exist, a directory that holds no model, or a hub id that cannot be found.
+    """
     text = str(name)
     if text == DEMO_ALIAS:
         return str(convert_gguf(demo_gguf()))
@@ -83,7 +148,10 @@ def resolve_model(name: str | Path) -> str:
         if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
             raise InputError("not a model directory (no config.json)", path)
         return str(path)
-    return text  # a hub id: transformers reports it clearly if it cannot be reached
+    if not is_hub_id(text):
+        raise InputError("no such model directory or file", text)
+    check_hub_model(text)
+    return text  # a hub id that is reachable (or cached)
 
 
 def auto_dtype(device: str | None = None) -> Any:
@@ -140,7 +208,10 @@ def load_tokenizer(model: str, trust_remote_code: bool = False) -> Any:
     """The model's tokenizer, with a pad token (eos when it has none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise InputError(f"cannot load the tokenizer: {_first_line(exc)}", model) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not getattr(tokenizer, "chat_template", None):
@@ -169,4 +240,7 @@ def load_model(
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=kwargs["dtype"],
         )
-    return AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    except OSError as exc:
+        raise InputError(f"cannot load the model: {_first_line(exc)}", model) from None
