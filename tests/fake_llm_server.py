@@ -97,6 +97,7 @@ class FakeLLMServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.block_on_close = False  # a hanging handler must not hold up the test
         port = self.server.server_address[1]
         self.openai_url = f"http://127.0.0.1:{port}/v1"
         self.gemini_url = f"http://127.0.0.1:{port}/"
@@ -229,7 +230,9 @@ class FakeLLMServer:
         h.wfile.write(data)
 
     def __enter__(self) -> FakeLLMServer:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
