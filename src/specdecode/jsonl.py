@@ -142,7 +142,12 @@ def _to_jsonable(item: BaseModel | dict[str, Any]) -> dict[str, Any]:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError("is a directory, expected a file to write", path)
+    try:  # a missing parent folder is created; a file in the way is an error
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError("cannot create the output: a parent is a file, not a folder", path) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -45,6 +45,21 @@ class Registry:
         return [self.get(n) or ToolSpec(name=n, description="(not in registry)") for n in names]
 
 
+def _schema_problem(schema: dict) -> str | None:
+    """Why ``schema`` is not a usable JSON Schema for a tool's arguments (None when it is)."""
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import validator_for
+
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        where = "".join(f"[{p!r}]" for p in exc.path)
+        return f"not a valid JSON Schema: {where}{' ' if where else ''}{exc.message}".splitlines()[0]
+    if schema.get("type", "object") != "object":
+        return f"the arguments' schema must have type 'object', not {schema.get('type')!r}"
+    return None
+
+
 def load_registry(name_or_path: str | Path) -> Registry:
     """Load ``tools4``/``tools17`` or a YAML/JSON file holding a list of tools."""
     key = str(name_or_path)
@@ -55,7 +70,10 @@ def load_registry(name_or_path: str | Path) -> Registry:
         path = Path(key)
         if not path.is_file():
             raise InputError(f"no such registry file (built-in: {', '.join(BUILTIN)})", path)
-        text, source = path.read_text("utf-8"), str(path)
+        try:
+            text, source = path.read_text("utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"invalid UTF-8 at byte {exc.start}", path) from None
     try:
         data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -70,4 +88,7 @@ def load_registry(name_or_path: str | Path) -> Registry:
             tools.append(ToolSpec.model_validate(item))
         except ValidationError as exc:
             raise InputError(f"tool {index}: {describe_validation_error(exc)}", source) from None
+        problem = _schema_problem(tools[-1].parameters)
+        if problem:
+            raise InputError(f"tool {index} ({tools[-1].name}): parameters: {problem}", source)
     return Registry(name=source, tools=tuple(tools))
