@@ -72,9 +72,7 @@ def original_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     return getattr(fn, _ORIGINAL, fn)
 
 
-def question_and_history(
-    question: str | None, steps: Sequence[TraceStep]
-) -> tuple[str, list[TraceStep]]:
+def question_and_history(question: str | None, steps: Sequence[TraceStep]) -> tuple[str, list[TraceStep]]:
     return (question or "").strip() or "(no question)", list(steps)
 
 
@@ -120,7 +118,9 @@ class Speculation:
         return bool(spec is not None and spec.read_only and name in self.executor.tools)
 
     # ------------------------------------------------------------------ model hook
-    def begin(self, question: str | None, history: Sequence[TraceStep], tools: Sequence[str] | None = None) -> None:
+    def begin(
+        self, question: str | None, history: Sequence[TraceStep], tools: Sequence[str] | None = None
+    ) -> None:
         """The model call begins: predict the next call from the conversation so far and
         pre-run its read-only candidates. A repeat with the same conversation (a retried model
         request) keeps the round already running."""
@@ -128,8 +128,7 @@ class Speculation:
         key = (
             question,
             tuple(
-                (s.action.tool_name, repr(sorted(s.action.arguments.items())), s.observation)
-                for s in steps
+                (s.action.tool_name, repr(sorted(s.action.arguments.items())), s.observation) for s in steps
             ),
         )
         with self._lock:

@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.tools import BaseTool
 
 from specdecode.integrations._core import Speculation
@@ -202,7 +202,11 @@ class LangGraphSpeculation(Speculation):
 def _names(tools: Sequence[Any] | None) -> list[str]:
     out = []
     for tool in tools or []:
-        name = tool.name if isinstance(tool, BaseTool) else (tool.get("name") if isinstance(tool, dict) else None)
+        name = (
+            tool.name
+            if isinstance(tool, BaseTool)
+            else (tool.get("name") if isinstance(tool, dict) else None)
+        )
         if isinstance(tool, dict) and name is None:
             name = (tool.get("function") or {}).get("name")
         if name:

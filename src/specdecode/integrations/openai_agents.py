@@ -37,9 +37,7 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(
-            str(_get(part, "text")) for part in content if isinstance(_get(part, "text"), str)
-        )
+        return "\n".join(str(_get(part, "text")) for part in content if isinstance(_get(part, "text"), str))
     return "" if content is None else str(content)
 
 
@@ -76,7 +74,9 @@ def history_from_items(items: str | Sequence[Any]) -> tuple[str | None, list[Tra
             steps.append(
                 TraceStep(
                     thought="\n".join(t for t in thought if t).strip(),
-                    action=ToolCall(tool_name=_get(item, "name"), arguments=_arguments(_get(item, "arguments"))),
+                    action=ToolCall(
+                        tool_name=_get(item, "name"), arguments=_arguments(_get(item, "arguments"))
+                    ),
                     observation=outputs.get(_get(item, "call_id")),
                 )
             )
@@ -136,7 +136,9 @@ class AgentsSpeculation(Speculation):
                 if inner is not None:
                     self.__dict__.update(inner.__dict__)
 
-            async def on_llm_start(self, context: Any, agent: Any, system_prompt: Any, input_items: Any) -> None:
+            async def on_llm_start(
+                self, context: Any, agent: Any, system_prompt: Any, input_items: Any
+            ) -> None:
                 spec.before_model(input_items)
                 await super().on_llm_start(context, agent, system_prompt, input_items)
 
