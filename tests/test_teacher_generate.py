@@ -256,3 +256,37 @@ def test_malformed_questions_name_path_and_line(tmp_path: Path) -> None:
     proc = cli(tmp_path, bad, "--provider", "openai", "--model", "m", "--out", tmp_path / "o.jsonl")
     assert proc.returncode == 2
     assert f"{bad}:2: missing field 'question'" in proc.stderr
+
+
+def test_rerun_on_fewer_questions_keeps_other_paid_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from specdecode.registry import load_registry
+    from specdecode.teacher import ClientConfig, LLMClient
+    from specdecode.teacher.generate import TraceGenerator, generate_traces, load_questions
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    write_questions(tmp_path / "all.jsonl", ["One?", "Two?", "Three?"])
+    out = tmp_path / "t.jsonl"
+    with FakeLLMServer(KEY, teacher_reply) as server:
+        client = LLMClient(ClientConfig("openai", "t", base_url=server.openai_url, cache=False))
+        generator = TraceGenerator(client, load_registry("tools4"))
+        generate_traces(load_questions(tmp_path / "all.jsonl"), generator, out, show_progress=False)
+        (tmp_path / "some.jsonl").write_text((tmp_path / "all.jsonl").read_text().splitlines()[1] + "\n")
+        summary = generate_traces(
+            load_questions(tmp_path / "some.jsonl"), generator, out, show_progress=False
+        )
+        assert server.calls == 3
+    assert [r["id"] for r in rows(out)] == ["q001", "q000", "q002"]  # the input's first, then the others
+    assert summary["traces"] == 1 and summary["resumed"] == 1
+
+
+def test_a_registry_with_a_broken_schema_fails_before_any_call(tmp_path: Path) -> None:
+    registry = tmp_path / "reg.yaml"
+    registry.write_text("- name: s\n  description: d\n  parameters: {type: objekt}\n")
+    write_questions(tmp_path / "q.jsonl", ["A?"])
+    proc = cli(
+        tmp_path, tmp_path / "q.jsonl", "--provider", "openai", "--model", "m", "--base-url",
+        "http://127.0.0.1:9/v1", "--registry", registry, "--out", tmp_path / "o.jsonl",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "'objekt'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -62,8 +62,8 @@ def load_questions(path: str | Path, split: str = "validation") -> list[Question
     return records
 
 
-def _resume(path: Path, ids: set[str]) -> dict[str, dict[str, Any]]:
-    """Rows already written for these ids (a torn last line from a kill is ignored)."""
+def _resume(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows already written, by id (a torn last line from a kill is ignored)."""
     done: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return done
@@ -72,7 +72,7 @@ def _resume(path: Path, ids: set[str]) -> dict[str, dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and row.get("id") in ids:
+        if isinstance(row, dict) and isinstance(row.get("id"), str):
             done[row["id"]] = row
     return done
 
@@ -90,8 +90,7 @@ class TraceGenerator:
         self.client = client
         self.registry = registry
         self.tool_style = tool_style
-        self.validator = TraceValidator(registry)
-        _ = self.validator._validators  # a broken registry schema fails before any call
+        self.validator = TraceValidator(registry)  # a broken registry schema fails before any call
 
     def row(self, question: QuestionRecord) -> tuple[str, dict[str, Any]]:
         """``("trace", row)`` or ``("error", row)``; never raises for a failed item."""
@@ -145,11 +144,21 @@ def generate_traces(
     out = Path(out)
     errors_path, summary_path = side_path(out, "errors.jsonl"), side_path(out, "summary.json")
     ids = [q.id for q in questions]
-    done = _resume(out, set(ids))
+    done = _resume(out)
+    wanted = set(ids)
+    # Paid-for rows of other questions (an earlier, larger input) are kept, after the others.
+    others = [row for rid, row in done.items() if rid not in wanted]
     pending = [q for q in questions if q.id not in done]
-    if done:
-        console.print(f"resuming: {len(done)} of {len(questions)} traces already in {out}", highlight=False)
-    write_jsonl(out, [done[i] for i in ids if i in done])  # drops a torn last line before appending
+    if len(done) > len(others):
+        console.print(
+            f"resuming: {len(done) - len(others)} of {len(questions)} traces already in {out}",
+            highlight=False,
+        )
+    if others:
+        console.print(
+            f"keeping {len(others)} trace(s) in {out} whose ids are not in the questions", highlight=False
+        )
+    write_jsonl(out, [done[i] for i in ids if i in done] + others)  # drops a torn last line before appending
     write_jsonl(errors_path, [])
     failed: dict[str, dict[str, Any]] = {}
     started = time.time()
@@ -186,16 +195,16 @@ def generate_traces(
             for future in futures:
                 future.cancel()
             raise
-    write_jsonl(out, [done[i] for i in ids if i in done])
+    write_jsonl(out, [done[i] for i in ids if i in done] + others)
     if failed:
         write_jsonl(errors_path, [failed[i] for i in ids if i in failed])
     else:
         errors_path.unlink(missing_ok=True)
-    rows = list(done.values())
+    rows = [done[i] for i in ids if i in done]
     issues = Counter(issue.split(": ", 1)[1].split(":")[0] for r in rows for issue in r.get("issues", []))
     summary = {
         "n": len(questions),
-        "traces": len(done),
+        "traces": len(rows),
         "valid": sum(1 for r in rows if r.get("valid", True)),
         "invalid": sum(1 for r in rows if not r.get("valid", True)),
         "failed": len(failed),

@@ -8,7 +8,6 @@ retry: 408/409/429/5xx, timeouts, connection errors, malformed bodies) or
 from __future__ import annotations
 
 import email.utils
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -291,8 +290,3 @@ def make_provider(provider: str, model: str, api_key: str, base_url: str | None,
     if provider == "openai":
         return OpenAIProvider(model, api_key, base_url, timeout)
     raise InputError(f"unknown provider {provider!r}: choose {' or '.join(PROVIDERS)}")
-
-
-def schema_json(schema: dict[str, Any] | None) -> str:
-    """Canonical text of a schema (for cache keys)."""
-    return json.dumps(schema, sort_keys=True) if schema is not None else ""

@@ -4,7 +4,6 @@ JSON Schema (``jsonschema``, draft 2020-12) become one-line issues."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 
 from specdecode.errors import InputError
 from specdecode.records import TraceRecord
@@ -15,23 +14,19 @@ class TraceValidator:
     """``issues(record)`` → list of ``step N: …`` strings (empty when the trace is valid)."""
 
     def __init__(self, registry: Registry):
-        self.registry = registry
-
-    @cached_property
-    def _validators(self) -> dict[str, object]:
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
-        out = {}
-        for tool in self.registry.tools:
+        self.registry = registry
+        self._validators: dict[str, Draft202012Validator] = {}
+        for tool in registry.tools:
             try:
                 Draft202012Validator.check_schema(tool.parameters)
             except SchemaError as exc:
                 raise InputError(
-                    f"tool {tool.name!r} has an invalid parameters schema: {exc.message}"
+                    f"tool {tool.name!r} has an invalid parameters schema: {exc.message}", registry.name
                 ) from None
-            out[tool.name] = Draft202012Validator(tool.parameters)
-        return out
+            self._validators[tool.name] = Draft202012Validator(tool.parameters)
 
     def issues(self, record: TraceRecord, offered: Sequence[str] | None = None) -> list[str]:
         allowed = set(offered) if offered else set(self.registry.names)
@@ -42,7 +37,7 @@ class TraceValidator:
             if validator is None or name not in allowed:
                 found.append(f"step {number}: unknown tool {name!r}")
                 continue
-            errors = sorted(validator.iter_errors(step.action.arguments), key=lambda e: list(e.path))  # type: ignore[attr-defined]
+            errors = sorted(validator.iter_errors(step.action.arguments), key=lambda e: list(e.path))
             for error in errors[:3]:
                 where = "/".join(str(p) for p in error.path)
                 found.append(f"step {number}: {name}: {where + ': ' if where else ''}{error.message}")
