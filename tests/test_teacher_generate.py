@@ -125,6 +125,7 @@ def test_generate_valid_invalid_repaired_and_failed(tmp_path: Path) -> None:
     assert error["raw"] == "I am sorry, I cannot produce JSON today."
     summary = json.loads((tmp_path / "traces.summary.json").read_text())
     assert (summary["valid"], summary["invalid"], summary["failed"]) == (2, 2, 1)
+    assert summary["issues"] == {"unknown tool 'teleport'": 1, "bad arguments: search": 1}
     assert summary["client"]["calls"] == 5 and summary["client"]["cache"]["misses"] == 5
     # The prompt lists the registry's tools (render_tools) and the request carries the schema.
     assert '"name": "calculator"' in request.system and request.user.startswith("Question: ")

@@ -77,6 +77,12 @@ def _resume(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
+def _issue_kind(issue: str) -> str:
+    """An issue without its step: ``unknown tool 'x'``, or ``bad arguments: TOOL``."""
+    rest = issue.split(": ", 1)[-1]
+    return rest if rest.startswith("unknown tool") else f"bad arguments: {rest.split(':', 1)[0]}"
+
+
 def _answer_text(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
@@ -201,7 +207,7 @@ def generate_traces(
     else:
         errors_path.unlink(missing_ok=True)
     rows = [done[i] for i in ids if i in done]
-    issues = Counter(issue.split(": ", 1)[1].split(":")[0] for r in rows for issue in r.get("issues", []))
+    issues = Counter(_issue_kind(issue) for r in rows for issue in r.get("issues", []))
     summary = {
         "n": len(questions),
         "traces": len(rows),
@@ -210,7 +216,7 @@ def generate_traces(
         "failed": len(failed),
         "resumed": len(questions) - len(pending),
         "error_kinds": dict(Counter(r["error_kind"] for r in failed.values())),
-        "issue_tools": dict(issues.most_common(20)),
+        "issues": dict(issues.most_common(20)),
         "repaired": sum(1 for r in rows if r.get("repairs")),
         "client": generator.client.stats(),
         "out": str(out),
