@@ -129,18 +129,20 @@ class AgentsSpeculation(Speculation):
         """``RunHooks`` for ``Runner.run(..., hooks=...)``: ``on_llm_start`` starts speculation;
         every hook of ``inner`` (if given) still runs."""
         spec = self
-        base: type[RunHooks[Any]] = type(inner) if inner is not None else RunHooks
 
-        class SpeculationHooks(base):  # type: ignore[valid-type,misc]
+        class SpeculationHooks(RunHooks):  # type: ignore[type-arg]
             def __init__(self) -> None:
-                if inner is not None:
-                    self.__dict__.update(inner.__dict__)
+                if inner is not None:  # every other hook is the user's own
+                    for name in dir(RunHooks):
+                        if name.startswith("on_") and name != "on_llm_start":
+                            setattr(self, name, getattr(inner, name))
 
             async def on_llm_start(
                 self, context: Any, agent: Any, system_prompt: Any, input_items: Any
             ) -> None:
                 spec.before_model(input_items)
-                await super().on_llm_start(context, agent, system_prompt, input_items)
+                if inner is not None:
+                    await inner.on_llm_start(context, agent, system_prompt, input_items)
 
         return SpeculationHooks()
 
