@@ -59,6 +59,7 @@ figure img { display:block; max-width: 100%; height: auto; border-radius: 6px; }
 footer { color: var(--muted); font-size: 13px; text-align: center; padding: 10px 0 40px; }
 """
 
+# nothing may load from anywhere: images are data: URIs, styles inline, the icon empty
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CODE = re.compile(r"(`[^`]*`)")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -143,6 +144,7 @@ def render_html(document: Document) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
+<link rel="icon" href="data:,">
 <title>{html.escape(document.title)}</title>
 <style>{CSS}</style>
 </head>
