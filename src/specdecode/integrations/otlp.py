@@ -43,10 +43,13 @@ import base64
 import binascii
 import json
 import re
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
+
+import typer
 
 from specdecode.errors import InputError
 from specdecode.records import TraceRecord
@@ -604,8 +607,6 @@ def import_command(files: list[Path], out: Path) -> list[OtlpReport]:
 
 
 def _typer_app() -> Any:
-    import typer
-
     app = typer.Typer(help="OpenTelemetry spans → traces.", no_args_is_help=True, add_completion=False)
 
     @app.command("import")
@@ -628,9 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     from rich.markup import escape
 
     try:
-        _typer_app()(
-            ["import", *(argv if argv is not None else __import__("sys").argv[1:])], standalone_mode=False
-        )
+        _typer_app()(argv if argv is not None else sys.argv[1:], standalone_mode=False)
     except InputError as exc:
         Console(stderr=True).print(f"[red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         raise SystemExit(InputError.exit_code) from None
