@@ -242,7 +242,7 @@ def test_report_has_every_section_figure_and_predictor(run_dir: Path, tmp_path: 
     assert f"({100 * counts['wrong_arguments'] / counts['examples']:.0f} %) |" in md
     # data files with their hashes; package versions
     assert "traces/train.jsonl" in md and "SHA-256" in md
-    assert "| matplotlib |" in md and "| python |" in md
+    assert "matplotlib `" in md and "python `" in md
     # every figure as PNG and SVG, linked from the Markdown, embedded in the HTML
     html = html_path.read_text(encoding="utf-8")
     for name in FIGURES:

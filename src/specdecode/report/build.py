@@ -118,15 +118,14 @@ class Builder:
         info = setup(self.data)
         section = Section("setup", "Setup")
         rows = []
-        for label, key in (
-            ("models", "models"),
-            ("adapters", "adapters"),
-            ("registry", "registries"),
-            ("seeds", "seeds"),
-        ):
+        for label, key in (("models", "models"), ("adapters", "adapters"), ("registry", "registries")):
             for name, where in info[key].items():
                 rows.append([label, code(name), where])
                 label = ""
+        label = "seeds"
+        for where, seed in info["seeds"].items():
+            rows.append([label, code(seed), where])
+            label = ""
         if rows:
             section.add(Table(["", "value", "where"], rows, align="lll"))
         if self.data.data_files:
@@ -146,11 +145,10 @@ class Builder:
         machine = info["machine"]
         section.add(
             Heading("Software and machine"),
-            Table(
-                ["package", "version"],
-                [[name, code(version)] for name, version in packages.items()],
-                align="ll",
-                caption="Versions installed where this report was written.",
+            Para(
+                "Packages installed where this report was written: "
+                + " · ".join(f"{name} {code(version)}" for name, version in packages.items())
+                + "."
             ),
             Table(
                 ["machine", ""],
@@ -732,7 +730,7 @@ class Builder:
         rows = []
         for (trace_id, step), preds in chosen:
             gold = next((r.get("gold_call") for r in preds.values() if r.get("gold_call")), None)
-            cells = [f"{code(trace_id[:8])} #{step}", code(call_text(gold, 60))]
+            cells = [f"{code(trace_id[:8])} #{step}", code(call_text(gold, 56))]
             for name in predictors:
                 r = preds.get(name)
                 if r is None:
@@ -740,7 +738,7 @@ class Builder:
                     continue
                 top = (r.get("pred_calls") or [None])[0]
                 mark = "✓" if r.get("hit_at_1") else ("≈" if r.get("name_hit_at_1") else "✗")
-                cells.append(f"{mark} {code(call_text(top, 60))}" if top else f"{mark} no guess")
+                cells.append(f"{mark} {code(call_text(top, 56))}" if top else f"{mark} no guess")
             rows.append(cells)
         section.add(
             Heading("Example steps"),
@@ -796,10 +794,14 @@ def build_document(
     if data.replays:
         found.append(f"{len(data.replays)} speculation replay(s)")
     subtitle = f"Run directory {code(str(data.run_dir))}: " + ", ".join(found) + "."
+    order = ("Next call", "Best predictor", "Simulated", "Next tool", "Validation")
+    cards = sorted(
+        builder.cards, key=lambda c: next((i for i, o in enumerate(order) if c.label.startswith(o)), 9)
+    )
     document = Document(
         title or f"specdecode report — {data.run_dir.resolve().name}",
         subtitle,
-        Cards(builder.cards) if builder.cards else None,
+        Cards(cards) if cards else None,
         sections,
     )
     return document, builder.files

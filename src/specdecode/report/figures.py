@@ -582,7 +582,7 @@ def wasted_calls(summary: Mapping[str, Any], predictors: Sequence[str], k: int) 
         rows.append((name, s["steps"], top1, at_k))
     if not rows:
         return None
-    fig, ax = _new(0.42 * len(rows) * 2 + 1.2)
+    fig, ax = _new(0.5 * len(rows) + 1.3)
     for y, (name, steps, top1, at_k) in enumerate(reversed(rows)):
         if _ok(top1):
             ax.barh(y + 0.2, top1 / steps, height=0.36, color=color(name, y))

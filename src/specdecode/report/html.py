@@ -19,7 +19,7 @@ header.top { background: linear-gradient(135deg, #0f172a 0%, #1e3a8a 100%); colo
 header.top h1 { margin: 0 0 6px; font-size: 28px; letter-spacing: -0.01em; }
 header.top p { margin: 0; color: #cbd5e1; }
 header.top code { background: rgba(255,255,255,.12); color: #e2e8f0; }
-.cards { display:grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 14px;
+.cards { display:grid; grid-template-columns: repeat(auto-fit, minmax(180px, 1fr)); gap: 14px;
   margin-top: -64px; }
 .card { background:#fff; border-radius: 12px; padding: 16px 18px;
   box-shadow: 0 1px 3px rgba(15,23,42,.08), 0 8px 24px rgba(15,23,42,.06);
@@ -28,7 +28,7 @@ header.top code { background: rgba(255,255,255,.12); color: #e2e8f0; }
 .card.bad { border-top-color: #dc2626; }
 .card .label { font-size: 12px; text-transform: uppercase; letter-spacing: .06em;
   color: var(--muted); font-weight: 600; }
-.card .value { font-size: 30px; font-weight: 700; margin: 4px 0 2px;
+.card .value { font-size: 28px; font-weight: 700; margin: 4px 0 2px;
   font-variant-numeric: tabular-nums; }
 .card .note { font-size: 13px; color: var(--muted); }
 nav.toc { margin: 22px 0 0; display:flex; flex-wrap: wrap; gap: 8px; }
@@ -43,7 +43,7 @@ section.block h3 { font-size: 16px; margin: 26px 0 8px; color: #111827; }
 p.muted { color: var(--muted); font-size: 13.5px; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
   font-size: .86em;
-  background: #f1f5f9; border-radius: 4px; padding: 1px 5px; overflow-wrap: anywhere; }
+  background: #f1f5f9; border-radius: 4px; padding: 1px 5px; overflow-wrap: break-word; }
 .table-scroll { overflow-x: auto; margin: 10px 0 4px; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; font-variant-numeric: tabular-nums; }
 th { text-align: left; background: #f1f5f9; color: #334155; font-weight: 600; font-size: 13px; }
