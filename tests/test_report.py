@@ -230,10 +230,10 @@ def test_report_has_every_section_figure_and_predictor(run_dir: Path, tmp_path: 
     # the headline numbers are the summaries' own
     summary = json.loads((run_dir / "compare.summary.json").read_text())
     exact = summary["lora"]["metrics"]["first_call_exact"]["mean"]
-    assert f"Next call, name + arguments: {100 * exact:.1f} %" in md
+    assert f"Next-call accuracy: {100 * exact:.1f} %" in md
     spec = json.loads((run_dir / "speculate" / "summary.json").read_text())
     best = max(PREDICTORS, key=lambda n: (spec[n]["hit_at_1"], PREDICTORS.index(n)))
-    assert f"Best predictor, hit@1: {100 * spec[best]['hit_at_1']:.1f} %" in md
+    assert f"Best predictor hit@1: {100 * spec[best]['hit_at_1']:.1f} %" in md
     assert f"Simulated speed-up: {spec[best]['speedup']:.2f}×" in md
     # failure modes as counted by evaluate.metrics
     rows = [json.loads(line) for line in (run_dir / "compare.jsonl").read_text().splitlines()]

@@ -247,9 +247,9 @@ class Builder:
             s["lora"].get("metrics") or {},
             s.get("paired") or {},
         )
-        for metric, label in (
-            ("first_call_exact", "Next call, name + arguments"),
-            ("first_call_name", "Next tool name"),
+        for metric, label, note in (
+            ("first_call_exact", "Next-call accuracy", "name + arguments"),
+            ("first_call_name", "Tool-name accuracy", "first tool's name"),
         ):
             if metric not in lora:
                 continue
@@ -262,7 +262,7 @@ class Builder:
                 Card(
                     label,
                     f"{pct(lora[metric], ci=False)}",
-                    f"adapter · base {pct(base.get(metric), ci=False)} · McNemar p {pvalue(p)}",
+                    f"{note} · adapter; base {pct(base.get(metric), ci=False)} · McNemar p {pvalue(p)}",
                     tone,
                 )
             )
@@ -601,7 +601,7 @@ class Builder:
             p = s[best]
             self.cards.append(
                 Card(
-                    "Best predictor, hit@1",
+                    "Best predictor hit@1",
                     pct((p.get("rates") or {}).get("hit_at_1", p.get("hit_at_1")), ci=False),
                     f"{best} · name + arguments · name only {pct(p.get('name_hit_at_1'), ci=False)}",
                 )
@@ -794,7 +794,7 @@ def build_document(
     if data.replays:
         found.append(f"{len(data.replays)} speculation replay(s)")
     subtitle = f"Run directory {code(str(data.run_dir))}: " + ", ".join(found) + "."
-    order = ("Next call", "Best predictor", "Simulated", "Next tool", "Validation")
+    order = ("Next-call", "Best predictor", "Simulated", "Tool-name", "Validation")
     cards = sorted(
         builder.cards, key=lambda c: next((i for i, o in enumerate(order) if c.label.startswith(o)), 9)
     )

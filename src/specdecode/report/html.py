@@ -28,7 +28,7 @@ header.top code { background: rgba(255,255,255,.12); color: #e2e8f0; }
 .card.bad { border-top-color: #dc2626; }
 .card .label { font-size: 12px; text-transform: uppercase; letter-spacing: .06em;
   color: var(--muted); font-weight: 600; }
-.card .value { font-size: 28px; font-weight: 700; margin: 4px 0 2px;
+.card .value { white-space: nowrap; font-size: 25px; font-weight: 700; margin: 4px 0 2px;
   font-variant-numeric: tabular-nums; }
 .card .note { font-size: 13px; color: var(--muted); }
 nav.toc { margin: 22px 0 0; display:flex; flex-wrap: wrap; gap: 8px; }
