@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import run_cli
-from specdecode import ChatRecord, load_registry, read_records
+from specdecode import ChatRecord, TraceRecord, load_registry, read_records
 from specdecode.data import convert, synthesize
 from specdecode.prompts import PromptOptions, next_call_messages, render_tools
 
@@ -72,8 +72,30 @@ def test_tool_rendering_compact_and_json() -> None:
 def test_convert_cli_all_forms_validate(tmp_path: Path) -> None:
     traces = tmp_path / "t.jsonl"
     run_cli("data", "synth", "--n", "12", "--registry", "tools17", "--out", traces, check=True)
-    for form in ("plain", "native", "steps"):
+    for form in ("plain", "native", "steps", "conversation"):
         out = tmp_path / f"{form}.jsonl"
         run_cli("data", "convert", traces, "--form", form, "--registry", "tools17", "--out", out, check=True)
         run_cli("data", "validate", out, "--kind", "chat", check=True)
         assert len(read_records(out, ChatRecord)) >= 12
+
+
+def test_empty_trace_converts_in_every_form(tmp_path: Path) -> None:
+    """A trace with no calls and a final answer is valid (regression: native form IndexError)."""
+    empty = {"id": "e1", "question": "What is 2 + 2?", "trace": [], "final_answer": "4"}
+    [record] = read_records_from(tmp_path, [empty])
+    registry = load_registry("tools4")
+    [native] = convert([record], "native", registry)
+    assert [m.role for m in native.messages] == ["system", "user", "assistant"]
+    assert native.messages[-1].content == "4"
+    assert convert([record], "steps", registry) == convert([record], "conversation", registry) == []
+    traces = tmp_path / "empty.jsonl"
+    traces.write_text(json.dumps(empty) + "\n", encoding="utf-8")
+    out = tmp_path / "native.jsonl"
+    run_cli("data", "convert", traces, "--form", "native", "--out", out, check=True)
+    assert read_records(out, ChatRecord)[0].messages[-1].content == "4"
+
+
+def read_records_from(tmp_path: Path, rows: list[dict]) -> list[TraceRecord]:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return read_records(path, TraceRecord)

@@ -75,7 +75,7 @@ def test_build_examples_counts_truncated_dropped_and_empty(smol_tokenizer) -> No
     assert all(len(r["input_ids"]) <= prompt_len for r in rows)
 
 
-@pytest.mark.parametrize("form", ["plain", "steps"])
+@pytest.mark.parametrize("form", ["plain", "steps", "native", "conversation"])
 def test_every_form_tokenises(smol_tokenizer, form: str) -> None:
     chats = convert(synthesize(3, seed=3), form, load_registry("tools4"))
     report = DataReport("x")

@@ -100,6 +100,8 @@ def step_examples(
     * ``conversation`` — the ``conversation`` training form cut before call k (the calls as
       assistant ``tool_calls`` turns, observations as ``tool`` turns, ``tools`` as schemas), so
       the rendered prompt of step k is a token prefix of the rendered training conversation.
+      The earlier calls carry ``"weight": 0``, so a step example trains (or, as validation data,
+      scores) its target call only.
     """
     if prompt_form == "steps":
         return convert(records, "steps", registry, options)
@@ -109,12 +111,14 @@ def step_examples(
     for record in records:
         schemas = tool_schemas(registry.subset(record.tools))
         for k, step in enumerate(record.trace):
+            messages = conversation_messages(record.question, record.trace[:k], options, target=step.action)
+            for message in messages[:-1]:
+                if message["role"] == "assistant":
+                    message["weight"] = 0  # earlier calls are context: only the target is trained
             out.append(
                 ChatRecord(
                     id=step_id(record.id, k),
-                    messages=conversation_messages(
-                        record.question, record.trace[:k], options, target=step.action
-                    ),
+                    messages=messages,
                     tools=schemas,
                     step=k,
                     n_steps=len(record.trace),

@@ -103,13 +103,15 @@ def assistant_spans(
     """The rendered conversation and the character spans of each assistant turn.
 
     A span starts after the generation prompt and ends just after the end-of-turn token
-    (eos); whatever the template adds after it (a newline) is not trained.
+    (eos); whatever the template adds after it (a newline) is not trained. An assistant turn
+    with ``"weight": 0`` (OpenAI's fine-tuning convention) is context, not trained: the earlier
+    calls in a conversation-form step example.
     """
     full = render_prompt(tokenizer, messages, tools, add_generation_prompt=False)
     eot = tokenizer.eos_token or ""
     spans = []
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
         prefix = render_prompt(tokenizer, messages[:i], tools, add_generation_prompt=True)
         upto = render_prompt(tokenizer, messages[: i + 1], tools, add_generation_prompt=False)
