@@ -230,7 +230,7 @@ def test_command_writes_traces_and_bad_file_is_one_line_exit_2(tmp_path):
     )
     out = tmp_path / "traces.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "specdecode.integrations.otlp", str(good), "--out", str(out)],
+        [sys.executable, "-m", "specdecode", "traces", "import", str(good), "--format", "otlp", "--out", str(out)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

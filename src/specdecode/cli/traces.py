@@ -145,9 +145,16 @@ def generate(
 @traces_app.command("import")
 def import_cmd(
     logs: Annotated[
-        Path, typer.Argument(help="JSONL of OpenAI chat-completions style conversations, one per line.")
+        Path,
+        typer.Argument(
+            help="JSONL of OpenAI chat-completions style conversations, one per line, or (--format "
+            "otlp) OpenTelemetry OTLP/JSON span export lines."
+        ),
     ],
     out: Out,
+    format: Annotated[
+        str, typer.Option("--format", help="openai (chat-completions logs) or otlp (OpenTelemetry spans).")
+    ] = "openai",
     registry_out: Annotated[
         Path | None, typer.Option(help="Write the tools' schemas from the logs as a registry YAML here.")
     ] = None,
@@ -168,6 +175,13 @@ def import_cmd(
     from specdecode.jsonl import write_jsonl
     from specdecode.teacher.logs import import_logs, read_only_names, write_registry
 
+    if format not in ("openai", "otlp"):
+        raise InputError(f"--format {format!r}: choose openai or otlp")
+    if format == "otlp":
+        from specdecode.integrations.otlp import import_command
+
+        import_command([logs], out)
+        return
     marked = read_only_names(read_only, read_only_tool or [])
     result = import_logs(logs, marked)
     write_jsonl(out, result.traces)
