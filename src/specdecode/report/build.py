@@ -760,6 +760,10 @@ def _latency_cell(p: Mapping[str, Any]) -> str:
     return f"{value * 1000:.2f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -786,13 +790,13 @@ def build_document(
         sections.append(notes)
     found = []
     if data.trainings:
-        found.append(f"{len(data.trainings)} training run(s)")
+        found.append(_count(len(data.trainings), "training run"))
     if data.comparisons:
-        found.append(f"{len(data.comparisons)} comparison(s)")
+        found.append(_count(len(data.comparisons), "comparison"))
     if data.evals:
-        found.append(f"{len(data.evals)} evaluation(s)")
+        found.append(_count(len(data.evals), "evaluation"))
     if data.replays:
-        found.append(f"{len(data.replays)} speculation replay(s)")
+        found.append(_count(len(data.replays), "speculation replay"))
     subtitle = f"Run directory {code(str(data.run_dir))}: " + ", ".join(found) + "."
     order = ("Next-call", "Best predictor", "Simulated", "Tool-name", "Validation")
     cards = sorted(
