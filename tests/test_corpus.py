@@ -132,13 +132,27 @@ def test_corpus_table_is_well_formed() -> None:
         assert set(case) <= KEYS, f"{case['id']}: unknown keys {set(case) - KEYS}"
         assert case.get("exit", 2) == 0 or case.get("error"), f"{case['id']}: a failing case names its error"
     # Every command that reads user input has cases.
-    commands = {" ".join(c["args"][:2]) if c["args"][0] in ("data", "gaia", "traces", "speculate") else c["args"][0] for c in CASES}
-    expected = {
-        "data convert", "data synth", "data validate", "gaia load", "gaia split", "gaia levels",
-        "gaia annotator-traces", "train", "merge", "eval", "compare", "demo",
+    commands = {
+        " ".join(c["args"][:2]) if c["args"][0] in ("data", "gaia", "traces", "speculate") else c["args"][0]
+        for c in CASES
     }
-    from specdecode.cli import app
+    expected = {
+        "data convert",
+        "data synth",
+        "data validate",
+        "gaia load",
+        "gaia split",
+        "gaia levels",
+        "gaia annotator-traces",
+        "train",
+        "merge",
+        "eval",
+        "compare",
+        "demo",
+    }
     import typer.main
+
+    from specdecode.cli import app
 
     group = typer.main.get_command(app)
     for name in ("traces", "speculate"):
