@@ -110,8 +110,12 @@ def run_speculative(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=Path, help="training traces for the pattern table (default: synthetic)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--train", type=Path, help="training traces for the pattern table (default: synthetic)"
+    )
     parser.add_argument("--test", type=Path, help="traces the agent replays (default: synthetic)")
     parser.add_argument("--n", type=int, default=20, help="synthetic test traces (default 20)")
     parser.add_argument("--registry", default="tools4")
@@ -121,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--tool-latency",
         action="append",
         default=None,
-        help="tool latency (DIST or NAME=DIST, repeatable; default uniform:0.01,0.05 and final_answer=fixed:0)",
+        help="tool latency, DIST or NAME=DIST, repeatable "
+        "(default uniform:0.01,0.05 and final_answer=fixed:0)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -134,7 +139,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     predictor = fit_tables(train)[args.predictor]
 
     with tempfile.TemporaryDirectory() as tmp:
-        predicted = replay(test, registry, {args.predictor: predictor}, tmp, ReplaySettings(k=1, latency=latency))
+        predicted = replay(
+            test, registry, {args.predictor: predictor}, tmp, ReplaySettings(k=1, latency=latency)
+        )
     sim = predicted[args.predictor]["simulation"]
 
     tools = RecordedTools(registry, latency)

@@ -191,7 +191,9 @@ def test_real_call_raises_as_without_the_executor(call):
 def test_concurrency_limit_holds(call):
     tools = Tools(sleep=0.15)
     calls = [ToolCall(tool_name="lookup", arguments={"key": str(i)}) for i in range(5)]
-    with SpeculativeExecutor(Always(*calls), REGISTRY, tools.functions(), k=5, max_concurrency=2, auto=False) as ex:
+    with SpeculativeExecutor(
+        Always(*calls), REGISTRY, tools.functions(), k=5, max_concurrency=2, auto=False
+    ) as ex:
         ex.start("q")
         launched = ex.settle(5)
         assert len(launched) == 2 and ex.stats.skipped == 3

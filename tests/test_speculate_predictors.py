@@ -32,14 +32,18 @@ def _hit_rate(predictor, traces, by_name: bool = False) -> float:
             pred = predictor.predict(context, 1)
             gold = record.trace[context.step].action
             n += 1
-            hits += bool(pred) and (pred[0].tool_name == gold.tool_name if by_name else same_call(pred[0], gold))
+            hits += bool(pred) and (
+                pred[0].tool_name == gold.tool_name if by_name else same_call(pred[0], gold)
+            )
     return hits / n
 
 
 def test_pattern_beats_frequency_and_learns_arguments(fitted):
     tables, _ = fitted
     test = synthesize(40, seed=1)
-    assert _hit_rate(tables["pattern"], test, by_name=True) > _hit_rate(tables["frequency"], test, by_name=True)
+    assert _hit_rate(tables["pattern"], test, by_name=True) > _hit_rate(
+        tables["frequency"], test, by_name=True
+    )
     assert _hit_rate(tables["pattern"], test) > 0.2  # copy rules write real arguments
     assert _hit_rate(tables["frequency"], test) < 0.05  # the most frequent arguments rarely recur
 
@@ -58,7 +62,9 @@ def test_copy_rule_takes_the_title_from_the_question(fitted):
 def test_back_off_and_offered_tools(fitted):
     tables, _ = fitted
     pattern = tables["pattern"]
-    unseen = tuple(TraceStep(action=ToolCall(tool_name=n, arguments={})) for n in ("calculator", "calculator"))
+    unseen = tuple(
+        TraceStep(action=ToolCall(tool_name=n, arguments={})) for n in ("calculator", "calculator")
+    )
     context = StepContext(question="q", history=unseen, tools=tuple(REG.tools), step=2)
     ranked = pattern.ranked_tools(context)
     assert set(ranked) == set(REG.names)  # unseen trigram: bigram and unigram fill in

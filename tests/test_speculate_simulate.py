@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from specdecode.speculate.simulate import Distribution, LatencyModel, Step, bound, simulate, simulate_step, sweep
+from specdecode.speculate.simulate import (
+    Distribution,
+    LatencyModel,
+    Step,
+    bound,
+    simulate,
+    simulate_step,
+    sweep,
+)
 
 
 def test_all_hits_hide_tool_time_up_to_the_bound():

@@ -42,7 +42,9 @@ def _pct(summary: dict, key: str) -> str:
 
 @speculate_app.command("replay")
 def replay_cmd(
-    traces: Annotated[Path, typer.Option("--traces", help="Gold traces to replay (trace JSONL).", show_default=False)],
+    traces: Annotated[
+        Path, typer.Option("--traces", help="Gold traces to replay (trace JSONL).", show_default=False)
+    ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output directory: steps.jsonl, latency.json, summary.json.")
     ],
@@ -50,10 +52,13 @@ def replay_cmd(
         list[str],
         typer.Option(
             "--predictor",
-            help="frequency | pattern | model (base, and lora with --lora-dir) | base | lora | hybrid; repeat.",
+            help="frequency | pattern | model (base, and lora with --lora-dir) | base | lora | hybrid; "
+            "repeat.",
         ),
     ] = ["frequency", "pattern"],  # noqa: B006 - typer needs a list default
-    registry: Annotated[str, typer.Option("--registry", help="Tool registry: tools4, tools17 or a file.")] = "tools4",
+    registry: Annotated[
+        str, typer.Option("--registry", help="Tool registry: tools4, tools17 or a file.")
+    ] = "tools4",
     fitted: Annotated[
         Path | None, typer.Option("--fitted", help="Directory written by `speculate fit` (tables).")
     ] = None,
@@ -63,9 +68,18 @@ def replay_cmd(
     ] = None,
     lora_dir: Annotated[str | None, typer.Option("--lora-dir", help="The speculator's LoRA adapter.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="hf, vllm or openai.")] = "hf",
-    base_url: Annotated[str | None, typer.Option("--base-url", help="Server URL for --backend openai.")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16, float16 (hf, vllm).")] = "auto",
-    k: Annotated[int, typer.Option("--k", min=1, help="Candidates per step (hit@k; the simulation reports top-1 and all k launched).")] = 3,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Server URL for --backend openai.")
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="auto, float32, bfloat16, float16 (hf, vllm).")
+    ] = "auto",
+    k: Annotated[
+        int,
+        typer.Option(
+            "--k", min=1, help="Candidates per step (hit@k; the simulation reports top-1 and all k launched)."
+        ),
+    ] = 3,
     constrained: Annotated[
         bool,
         typer.Option(
@@ -76,7 +90,9 @@ def replay_cmd(
     matcher: Annotated[
         str, typer.Option("--matcher", help="When a guess counts: exact, normalised or jaccard.")
     ] = "normalised",
-    threshold: Annotated[float, typer.Option("--threshold", help="Token Jaccard threshold (--matcher jaccard).")] = 0.8,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Token Jaccard threshold (--matcher jaccard).")
+    ] = 0.8,
     tool_latency: Annotated[
         list[str] | None,
         typer.Option(
@@ -111,8 +127,12 @@ def replay_cmd(
     ] = 8,
     cost_per_call: Annotated[float, typer.Option("--cost-per-call", help="Cost of one wasted call.")] = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per generate call.")] = 16,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens per next-call answer.")] = 96,
-    tool_style: Annotated[str, typer.Option("--tool-style", help="compact or json tool listing.")] = "compact",
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Tokens per next-call answer.")
+    ] = 96,
+    tool_style: Annotated[
+        str, typer.Option("--tool-style", help="compact or json tool listing.")
+    ] = "compact",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N traces.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of latency draws and sampling.")] = 0,
 ) -> None:
@@ -120,10 +140,10 @@ def replay_cmd(
     from specdecode.errors import InputError
     from specdecode.prompts import PromptOptions
     from specdecode.registry import load_registry
-    from specdecode.speculate.run import build_predictors, expand_names, latency_settings, run_replay
+    from specdecode.speculate.match import MATCHERS
     from specdecode.speculate.predictors.model import adapter_form
     from specdecode.speculate.replay import ReplaySettings
-    from specdecode.speculate.match import MATCHERS
+    from specdecode.speculate.run import build_predictors, expand_names, latency_settings, run_replay
 
     if matcher not in (*MATCHERS, "normalized"):
         raise InputError(f"--matcher: choose {', '.join(MATCHERS)}")

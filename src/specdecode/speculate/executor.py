@@ -156,7 +156,9 @@ class SpeculativeExecutor:
             raise RuntimeError("call start(question) before observe(history)")
         return self.speculate(self.question, history)
 
-    def speculate(self, question: str, history: Sequence[TraceStep], tools: Sequence[str] | None = None) -> Future:
+    def speculate(
+        self, question: str, history: Sequence[TraceStep], tools: Sequence[str] | None = None
+    ) -> Future:
         """Predict the next call in the background and launch its read-only candidates.
 
         Returns at once; the future resolves to the candidates launched.
@@ -309,7 +311,7 @@ class SpeculativeExecutor:
             async def run_async() -> None:
                 try:
                     value = await asyncio.wait_for(fn(**spec.call.arguments), timeout)
-                except BaseException as exc:  # noqa: BLE001 - never reaches the agent
+                except BaseException as exc:  # never reaches the agent
                     done(False, exc)
                 else:
                     done(True, value)
@@ -320,7 +322,7 @@ class SpeculativeExecutor:
             def run_sync() -> None:
                 try:
                     value = fn(**spec.call.arguments)
-                except BaseException as exc:  # noqa: BLE001 - never reaches the agent
+                except BaseException as exc:  # never reaches the agent
                     done(False, exc)
                 else:
                     done(True, value)

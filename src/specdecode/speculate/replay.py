@@ -162,8 +162,10 @@ def simulation_steps(
         wasted = 0.0
         for i, c in enumerate(launched):
             if i != hit_index or not hit:
-                wasted += tool if c.tool_name == gold.tool_name else settings.latency.tool_time(
-                    record.id, k, c.tool_name
+                wasted += (
+                    tool
+                    if c.tool_name == gold.tool_name
+                    else settings.latency.tool_time(record.id, k, c.tool_name)
                 )
         steps.append(Step(actor, tool, spec, hit, len(launched), wasted))
     return steps
@@ -253,9 +255,15 @@ def replay(
     steps_path, fp_path, lat_path = out / "steps.jsonl", out / "fingerprint.json", out / "latency.json"
     contexts = [c for t in traces for c in contexts_of(t, registry)]
     gold = {(c.id, c.step): t.trace[c.step].action for t in traces for c in contexts_of(t, registry)}
-    base_fp = {"traces": traces_fingerprint(traces), "k": settings.k, "matcher": settings.matcher,
-               "threshold": settings.threshold}
-    fingerprints = {name: _fingerprint({**base_fp, "predictor": p.describe()}) for name, p in predictors.items()}
+    base_fp = {
+        "traces": traces_fingerprint(traces),
+        "k": settings.k,
+        "matcher": settings.matcher,
+        "threshold": settings.threshold,
+    }
+    fingerprints = {
+        name: _fingerprint({**base_fp, "predictor": p.describe()}) for name, p in predictors.items()
+    }
     old = json.loads(fp_path.read_text()) if fp_path.is_file() else {}
     rows = _load_rows(steps_path)
     stale = {name for name in predictors if old.get(name) not in (None, fingerprints[name])}
@@ -278,7 +286,9 @@ def replay(
         for start in range(0, len(pending), settings.chunk):
             batch = pending[start : start + settings.chunk]
             for context, pred in zip(batch, predictor.predict_many(batch, settings.k)):
-                row = score_row(name, context, gold[(context.id, context.step)], pred.calls, pred.latency, settings)
+                row = score_row(
+                    name, context, gold[(context.id, context.step)], pred.calls, pred.latency, settings
+                )
                 append_jsonl(steps_path, row)
                 kept[_row_key(row)] = row
             console.print(f"replay {name}: {min(start + settings.chunk, len(pending))}/{len(pending)} steps")

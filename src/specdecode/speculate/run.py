@@ -30,7 +30,9 @@ PREDICTOR_CHOICES = ("frequency", "pattern", "model", "base", "lora", "hybrid")
 def fit(train_traces: str | Path | Sequence[TraceRecord], out: str | Path) -> dict[str, Predictor]:
     """Fit the frequency and pattern tables and save them as ``OUT/frequency.json`` and
     ``OUT/pattern.json``."""
-    traces = read_records(train_traces, TraceRecord) if isinstance(train_traces, (str, Path)) else train_traces
+    traces = (
+        read_records(train_traces, TraceRecord) if isinstance(train_traces, (str, Path)) else train_traces
+    )
     return fit_tables(list(traces), out)
 
 

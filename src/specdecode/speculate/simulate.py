@@ -189,10 +189,7 @@ def simulate_step(step: Step) -> StepOutcome:
     hit = step.hit and in_time and launched > 0
     wasted = launched - 1 if hit else launched
     per_call = step.wasted_tool_seconds / launched if launched and step.wasted_tool_seconds else step.tool
-    if hit:
-        speculative = max(step.actor, step.speculator + step.tool)
-    else:
-        speculative = baseline
+    speculative = max(step.actor, step.speculator + step.tool) if hit else baseline
     return StepOutcome(
         baseline=baseline,
         speculative=speculative,

@@ -51,7 +51,9 @@ def step_prompt(
     if form == "conversation" and conversation is not None:
         messages = conversation(context.question, list(context.history), options)
         return messages, [t.json_schema() for t in context.tools]
-    messages = prompts.next_call_messages(context.question, list(context.tools), list(context.history), options)
+    messages = prompts.next_call_messages(
+        context.question, list(context.tools), list(context.history), options
+    )
     return messages, None
 
 

@@ -344,12 +344,16 @@ class PatternPredictor(Predictor):
 
     name = "pattern"
 
-    def __init__(self, tables: dict[int, dict[tuple[str, ...], Counter]], args: dict[str, dict[str, ArgModel]]):
+    def __init__(
+        self, tables: dict[int, dict[tuple[str, ...], Counter]], args: dict[str, dict[str, ArgModel]]
+    ):
         self.tables, self.args = tables, args
 
     @classmethod
     def fit(cls, traces: Sequence[TraceRecord], order: int = 2) -> PatternPredictor:
-        tables: dict[int, dict[tuple[str, ...], Counter]] = {n: defaultdict(Counter) for n in range(order + 1)}
+        tables: dict[int, dict[tuple[str, ...], Counter]] = {
+            n: defaultdict(Counter) for n in range(order + 1)
+        }
         for record in traces:
             names = [START] * order + [s.action.tool_name for s in record.trace]
             for k in range(len(record.trace)):
@@ -377,7 +381,10 @@ class PatternPredictor(Predictor):
         return out
 
     def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
-        return [ToolCall(tool_name=t, arguments=self.arguments(t, context)) for t in self.ranked_tools(context)[:k]]
+        return [
+            ToolCall(tool_name=t, arguments=self.arguments(t, context))
+            for t in self.ranked_tools(context)[:k]
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -386,7 +393,9 @@ class PatternPredictor(Predictor):
                 str(n): [{"previous": list(key), "next": dict(c)} for key, c in t.items()]
                 for n, t in self.tables.items()
             },
-            "arguments": {tool: {a: m.to_json() for a, m in args.items()} for tool, args in self.args.items()},
+            "arguments": {
+                tool: {a: m.to_json() for a, m in args.items()} for tool, args in self.args.items()
+            },
         }
 
     @classmethod
