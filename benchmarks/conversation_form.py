@@ -235,8 +235,13 @@ def exact_match(adapter: Path, test_file: Path, registry, options, prompt_form: 
     backend = make_backend("hf", "smollm2-135m", str(adapter))
     config = generation_config("next-call", 64, 8, 1.0)
     summary = evaluate(backend, examples, out, registry, "next-call", config, overwrite=True)
-    metric = summary.get("metrics", summary).get("first_call_exact") or summary["first_call_exact"]
-    return {"first_call_exact": metric, "n": len(examples)}
+    metrics = summary["metrics"]
+    return {
+        "first_call_exact": metrics["first_call_exact"],
+        "first_call_name": metrics["first_call_name"],
+        "n": len(examples),
+        "seconds": summary.get("seconds"),
+    }
 
 
 def run_set(name: str, split: dict, registry, options, args, timer: StepTimer, root: Path) -> dict:
@@ -322,9 +327,12 @@ def run_set(name: str, split: dict, registry, options, args, timer: StepTimer, r
     for form, step in (("steps", max_steps), ("conversation", conv_step)):
         adapter = root / form / f"checkpoint-{step}"
         result[form]["eval_checkpoint"] = step
-        result[form]["exact"] = exact_match(
-            adapter, root / "test.jsonl", registry, options, form, root / f"eval-{form}.jsonl"
-        )
+        try:
+            result[form]["exact"] = exact_match(
+                adapter, root / "test.jsonl", registry, options, form, root / f"eval-{form}.jsonl"
+            )
+        except Exception as exc:  # keep the training numbers even if scoring fails
+            result[form]["exact"] = {"error": repr(exc), "first_call_exact": None}
     return result
 
 
@@ -361,10 +369,12 @@ def main() -> None:
         "args": vars(args),
     }
     sets = args.sets.split(",")
+    root.mkdir(parents=True, exist_ok=True)
     if "demo" in sets:
         results["demo"] = run_set(
             "demo", demo_split(), load_registry("tools4"), PromptOptions(), args, timer, root
         )
+        (root / "results.json").write_text(json.dumps(results, indent=2))
     if "long" in sets:
         n = args.long_train + args.long_val + args.long_test
         traces = long_traces(n, seed=0)
