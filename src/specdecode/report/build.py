@@ -18,6 +18,7 @@ from specdecode.report.collect import (
     best_predictor,
     collect,
     failure_counts,
+    fastest_predictor,
     setup,
     step_breakdown,
     timeline,
@@ -606,12 +607,15 @@ class Builder:
                     f"{best} · name + arguments · name only {pct(p.get('name_hit_at_1'), ci=False)}",
                 )
             )
+        fastest = fastest_predictor(replay)
+        if cards and fastest:
+            p = s[fastest]
             sim = p.get("simulation") or {}
             self.cards.append(
                 Card(
                     "Simulated speed-up",
                     num(p.get("speedup"), 2, "×"),
-                    f"{best} · bound {num(p.get('bound'), 2, '×')} "
+                    f"{fastest} · bound {num(p.get('bound'), 2, '×')} "
                     f"at f = {pct(sim.get('tool_fraction'), ci=False)}",
                     "good" if (_num(p.get("speedup")) or 1) > 1.0 else "neutral",
                 )
@@ -669,7 +673,7 @@ class Builder:
         )
 
         section.add(Heading("Simulated time"))
-        chosen = best or predictors[-1]
+        chosen = fastest or best or predictors[-1]
         line = timeline(self.data, replay, chosen)
         if line:
             saved = line["baseline"] - line["speculative"]

@@ -398,6 +398,16 @@ def best_predictor(replay: Replay) -> str | None:
     return best
 
 
+def fastest_predictor(replay: Replay) -> str | None:
+    """The predictor with the highest simulated speed-up (ties: the better hit@1)."""
+    scored = [
+        (float(replay.summary[n]["speedup"]), float(replay.summary[n].get("hit_at_1") or 0), n)
+        for n in replay.predictors
+        if isinstance(replay.summary[n].get("speedup"), (int, float))
+    ]
+    return max(scored)[2] if scored else None
+
+
 def _registry_for(data: RunData, replay: Replay, tools: set[str]):
     from specdecode.registry import load_registry
 
@@ -488,29 +498,37 @@ def timeline(
         by_trace: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_trace.setdefault(str(row["id"]), []).append(row)
-        if trace_id is None:
-            # the trace whose steps show most: several steps, some hits and, if possible, a miss
-            def interest(item: tuple[str, list[dict[str, Any]]]) -> tuple[int, int, int]:
-                hits = sum(bool(r.get("hit_at_1")) for r in item[1])
-                return (int(0 < hits < len(item[1])), min(len(item[1]), 6), hits)
-
-            trace_id = max(by_trace.items(), key=interest)[0]
-        chosen = sorted(by_trace.get(trace_id, []), key=lambda r: int(r["step"]))
-        if not chosen:
-            return None
-        traces = _traces_for(data, replay, {trace_id})
-        tools = {str(r.get("gold_tool")) for r in chosen} | {
-            c.get("tool_name") for r in chosen for c in r.get("pred_calls") or [] if isinstance(c, dict)
+        ids = set(by_trace) if trace_id is None else {trace_id}
+        traces = _traces_for(data, replay, ids)
+        tools = {str(r.get("gold_tool")) for r in rows} | {
+            c.get("tool_name") for r in rows for c in r.get("pred_calls") or [] if isinstance(c, dict)
         }
         registry = _registry_for(data, replay, {t for t in tools if t})
-        if trace_id not in traces or registry is None:
+        if registry is None:
             return None
-        steps = simulation_steps(chosen, traces, registry, settings, speculator, launch=1)
+        simulated: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        for tid in ids:
+            chosen = sorted(by_trace.get(tid, []), key=lambda r: int(r["step"]))
+            if tid in traces and chosen:
+                steps = simulation_steps(chosen, traces, registry, settings, speculator, launch=1)
+                simulated[tid] = list(zip(chosen, steps))
+        if not simulated:
+            return None
+
+        # the trace whose picture shows most: time saved, hits and misses both, a few steps
+        def interest(tid: str) -> tuple[float, int, int]:
+            outcomes = [simulate_step(step) for _, step in simulated[tid]]
+            used = sum(o.hit_used for o in outcomes)
+            saved = sum(o.saved for o in outcomes)
+            return (round(saved, 3), int(0 < used < len(outcomes)), min(len(outcomes), 6))
+
+        trace_id = trace_id if trace_id in simulated else max(sorted(simulated), key=interest)
+        pairs = simulated[trace_id]
     except Exception as exc:
         data.warnings.append(f"timeline of {predictor}: skipped ({type(exc).__name__}: {exc})")
         return None
     out_steps = []
-    for row, step in zip(chosen, steps):
+    for row, step in pairs:
         outcome = simulate_step(step)
         out_steps.append(
             {

@@ -62,6 +62,7 @@ footer { color: var(--muted); font-size: 13px; text-align: center; padding: 10px
 # nothing may load from anywhere: images are data: URIs, styles inline, the icon empty
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CODE = re.compile(r"(`[^`]*`)")
+_WBR = re.compile(r"([(,=/])")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
@@ -70,7 +71,9 @@ def inline(text: str) -> str:
     out = []
     for part in _CODE.split(text):
         if part.startswith("`") and part.endswith("`") and len(part) >= 2:
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+            # break opportunities after ( , = / so long calls wrap between arguments
+            body = _WBR.sub(r"\1<wbr>", html.escape(part[1:-1], quote=False))
+            out.append(f"<code>{body}</code>")
         else:
             out.append(_BOLD.sub(r"<strong>\1</strong>", html.escape(part)))
     return "".join(out)
