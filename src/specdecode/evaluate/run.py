@@ -64,6 +64,8 @@ def _prompt_and_gold(record: ChatRecord) -> tuple[list[dict[str, Any]], list[Too
     first = next((i for i, m in enumerate(record.messages) if m.role == "assistant"), None)
     if first is None:
         raise InputError(f"example {record.id!r} has no assistant message to score against")
+    if record.step is not None and record.messages[-1].role == "assistant":
+        first = len(record.messages) - 1  # a one-call example: earlier assistant turns are context
     gold: list[ToolCall] = []
     raw_parts = []
     for message in record.messages[first:]:
