@@ -133,6 +133,10 @@ def replay_cmd(
     tool_style: Annotated[
         str, typer.Option("--tool-style", help="compact or json tool listing.")
     ] = "compact",
+    samples: Annotated[
+        int | None,
+        typer.Option("--samples", help="Sampled answers per step for model top-k. [default: 2 x (k - 1)]"),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N traces.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of latency draws and sampling.")] = 0,
 ) -> None:
@@ -169,6 +173,7 @@ def replay_cmd(
         max_new_tokens=max_new_tokens,
         seed=seed,
         form=adapter_form(lora_dir),
+        samples=samples,
     )
     settings = ReplaySettings(
         k=k,

@@ -49,7 +49,13 @@ def speculation_stage(
     backend = make_backend("hf", base_model, str(adapter_dir) if adapter_dir else None)
     names = ["frequency", "pattern", "model", "hybrid"]
     predictors = build_predictors(
-        names, out / "fitted", backend, form=adapter_form(adapter_dir), batch_size=16, max_new_tokens=64
+        names,
+        out / "fitted",
+        backend,
+        form=adapter_form(adapter_dir),
+        batch_size=16,
+        max_new_tokens=64,
+        samples=k - 1,
     )
     latency, _ = latency_settings(ACTOR, list(TOOLS), None)
     settings = ReplaySettings(k=k, latency=latency, latency_samples=latency_samples)

@@ -61,6 +61,7 @@ def build_predictors(
     max_new_tokens: int = 96,
     seed: int = 0,
     form: str = "steps",
+    samples: int | None = None,
 ) -> dict[str, Predictor]:
     """Predictors by name: tables from ``fitted`` (a directory of ``speculate fit``), model
     predictors on ``backend`` (``lora``: the adapter; ``hybrid``: the pattern table's tools with
@@ -89,6 +90,7 @@ def build_predictors(
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             seed=seed,
+            samples=samples,
         )
 
     out: dict[str, Predictor] = {}

@@ -121,7 +121,9 @@ class ModelPredictor(Predictor):
         max_new_tokens: int = 96,
         temperature: float = 0.8,
         seed: int = 0,
+        samples: int | None = None,
     ):
+        self.samples = samples  # sampled duplicates per step for k > 1 (None: 2 * (k - 1))
         self.backend, self.adapter = backend, adapter and getattr(backend, "has_adapter", False)
         self.name = name or ("lora" if self.adapter else "base")
         self.constrained = constrained and supports_constraints()
@@ -171,8 +173,8 @@ class ModelPredictor(Predictor):
                     {"text": gen.text, "batch_size": getattr(gen, "batch_size", len(contexts))},
                 )
             )
-        if k > 1:
-            n = 2 * (k - 1)
+        n = self.samples if self.samples is not None else 2 * (k - 1)
+        if k > 1 and n > 0:
             sampled = self.generate([r for r in requests for _ in range(n)], temperature=self.temperature)
             for i, (context, pred) in enumerate(zip(contexts, out)):
                 counts: Counter = Counter()
@@ -221,6 +223,7 @@ class ModelPredictor(Predictor):
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
+            "samples": self.samples,
         }
 
 
