@@ -35,8 +35,12 @@ from specdecode.jsonl import iter_json_lines, read_records, write_jsonl
 from specdecode.prompts import call_text
 from specdecode.records import ToolCall, TraceRecord
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+SLOW = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # ----------------------------------------------------------------------------- strategies
 # Text that looks like model output: fragments of every format the parser knows, shuffled.
