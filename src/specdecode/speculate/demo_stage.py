@@ -60,21 +60,30 @@ def speculation_stage(
     latency, _ = latency_settings(ACTOR, list(TOOLS), None)
     settings = ReplaySettings(k=k, latency=latency, latency_samples=latency_samples)
     summary = run_replay(test_traces, reg, predictors, out / "replay", settings)
+    return replay_markdown(summary, f"actor `{ACTOR}` per step, tools `{TOOLS[0]}` (final answer free)")
+
+
+def replay_markdown(
+    summary: dict[str, Any], latency_note: str, title: str = "Speculation (replay of the test split)"
+) -> list[str]:
+    """Markdown for a replay summary: hit rates with intervals, paired tests against the
+    pattern table, the speculators' batch-1 latency."""
+    k = summary["k"]
     lines = [
         "",
-        "## Speculation (replay of the test split)",
+        f"## {title}",
         "",
         f"{summary['steps']} steps of {summary['traces']} test traces. At each step every predictor "
         f"sees the question and the gold prefix and proposes up to {k} calls. A hit is name + "
         "normalised arguments (the headline: a call with other arguments is wasted); name hits are "
-        "secondary. 95 % bootstrap intervals in brackets. Simulated latencies: actor "
-        f"`{ACTOR}` per step, tools `{TOOLS[0]}` (final answer free), speculator as measured.",
+        "secondary. 95 % bootstrap intervals in brackets. Simulated latencies: "
+        f"{latency_note}, speculator as measured.",
         "",
         f"| predictor | hit@1 % | hit@{k} % | name hit@1 % | name hit@{k} % | speed-up | bound "
         "| wasted calls |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in predictors:
+    for name in summary["predictors"]:
         s = summary[name]
         lines.append(
             f"| {name} | {_cell(s['rates'], 'hit_at_1')} | {_cell(s['rates'], 'hit_at_k')} | "
@@ -98,7 +107,7 @@ def speculation_stage(
         "| predictor | p50 cached | p95 cached | p50 uncached | p95 uncached |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in predictors:
+    for name in summary["predictors"]:
         lat = summary[name].get("next_call_latency")
         if lat:
             warm, cold = lat["cached_prefix"], lat["no_cached_prefix"]
