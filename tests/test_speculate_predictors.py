@@ -113,3 +113,57 @@ def test_replay_summary_resume_and_read_only(fitted, tmp_path):
     again = replay(test, REG, tables, tmp_path, settings)
     assert again["pattern"]["rates"] == first["pattern"]["rates"]
     assert len((tmp_path / "steps.jsonl").read_text().splitlines()) == len(rows)
+
+
+class FakeBackend:
+    """Answers next-call prompts without a model: greedy names the first offered tool with the
+    question as its argument; sampled answers cycle through three guesses."""
+
+    name = "fake"
+    has_adapter = True
+
+    def __init__(self):
+        self.calls = 0
+        self.requests = []
+
+    def generate(self, requests, config, adapter):
+        from specdecode.evaluate.backends import Generation
+
+        out = []
+        for request in requests:
+            self.requests.append(request)
+            self.calls += 1
+            system = request.messages[0]["content"]
+            first_tool = system.split("Available tools:\n- ")[1].split("(")[0]
+            if config.temperature > 0:
+                guess = ["a", "b", "a"][self.calls % 3]
+                text = json.dumps({"tool_name": "search", "arguments": {"query": guess}})
+            else:
+                text = json.dumps({"tool_name": first_tool, "arguments": {"title": "Zora Quillfeather"}})
+            out.append(Generation(text=text, latency=0.01, prompt_tokens=10, completion_tokens=5))
+        return out
+
+
+def test_model_and_hybrid_predictors_on_a_fake_backend(fitted):
+    from specdecode.speculate.predictors import HybridPredictor, ModelPredictor
+
+    tables, _ = fitted
+    record = TraceRecord(
+        id="x",
+        question="According to Wikipedia, in what year was the poet Zora Quillfeather born?",
+        trace=[TraceStep(action=ToolCall(tool_name="wikipedia", arguments={"title": "Zora Quillfeather"}))],
+    )
+    context = contexts_of(record, REG)[0]
+    backend = FakeBackend()
+    model = ModelPredictor(backend, adapter=True)
+    assert model.name == "lora"
+    [pred] = model.predict_many([context], k=3)
+    # greedy first, then the sampled guesses deduplicated by frequency
+    assert [c.tool_name for c in pred.calls] == ["search", "search", "search"]
+    assert pred.calls[0].arguments == {"title": "Zora Quillfeather"}
+    assert {c.arguments.get("query") for c in pred.calls[1:]} == {"a", "b"}
+    hybrid = HybridPredictor(tables["pattern"], ModelPredictor(FakeBackend(), adapter=True))
+    [pred] = hybrid.predict_many([context], k=2)
+    # the table names the tools; the model writes the arguments (prompted with that tool only)
+    assert [c.tool_name for c in pred.calls] == tables["pattern"].ranked_tools(context)[:2]
+    assert all(c.arguments == {"title": "Zora Quillfeather"} for c in pred.calls)

@@ -127,3 +127,21 @@ def test_distributions_parse_and_draw_reproducibly():
     assert model.tool_time("t", 1, "search") == model.tool_time("t", 1, "search")  # keyed, stable
     assert model.actor_time("t", 0, measured=7.5) == 7.5  # a trace's own time wins
     assert LatencyModel(prefer_measured=False).actor_time("t", 0, measured=7.5) == 2.0
+
+
+def test_latency_settings_from_yaml_and_flags(tmp_path):
+    from specdecode.errors import InputError
+    from specdecode.speculate.run import latency_settings
+
+    path = tmp_path / "latency.yaml"
+    path.write_text(
+        'actor: uniform:1,2\ntool: {"*": "fixed:0.5", search: "fixed:3"}\nspeculator: {lora: "fixed:0.2"}\n'
+    )
+    model, given = latency_settings(None, ["calculator=fixed:0.1"], None, path)
+    assert str(model.actor) == "uniform:1,2" and str(model.tool) == "fixed:0.5"
+    assert model.tool_time("t", 0, "search") == 3.0 and model.tool_time("t", 0, "calculator") == 0.1
+    assert str(given["lora"]) == "fixed:0.2"
+    model, given = latency_settings("fixed:9", None, ["fixed:0.3"], path)
+    assert model.actor_time("t", 0) == 9.0 and str(given["*"]) == "fixed:0.3"
+    with pytest.raises(InputError):
+        latency_settings("gamma:1", None, None)
