@@ -177,7 +177,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def append_jsonl(path: str | Path, item: BaseModel | dict[str, Any]) -> None:
-    """Append one line and flush it to disk (used by resumable runs)."""
+    """Append one line and flush it to disk (used by resumable runs); creates missing parent folders."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8", newline="\n") as fh:
         fh.write(json.dumps(_to_jsonable(item), ensure_ascii=False) + "\n")
         fh.flush()
