@@ -29,9 +29,20 @@ from specdecode.jsonl import read_records
 from specdecode.records import ToolCall, TraceRecord, TraceStep
 from specdecode.registry import Registry, load_registry
 from specdecode.speculate.match import make_matcher
-from specdecode.speculate.predictors import fit_tables
+from specdecode.speculate.predictors import Predictor, StepContext, fit_tables
 from specdecode.speculate.replay import ReplaySettings, replay
-from specdecode.speculate.simulate import LatencyModel
+from specdecode.speculate.simulate import Distribution, LatencyModel
+
+
+class Delayed(Predictor):
+    """A predictor that takes ``delay`` seconds per prediction (a stand-in for a model's latency)."""
+
+    def __init__(self, inner: Predictor, delay: float):
+        self.inner, self.delay, self.name = inner, delay, inner.name
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        time.sleep(self.delay)
+        return self.inner.predict(context, k)
 
 
 class RecordedTools:
@@ -128,6 +139,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="tool latency, DIST or NAME=DIST, repeatable "
         "(default uniform:0.01,0.05 and final_answer=fixed:0)",
     )
+    parser.add_argument(
+        "--speculator-latency",
+        type=float,
+        default=0.0,
+        help="seconds each prediction takes (a stand-in for a model speculator; default 0: the table's own)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -137,17 +154,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tool_specs = args.tool_latency or ["uniform:0.01,0.05", "final_answer=fixed:0"]
     latency = LatencyModel.from_specs(args.actor_latency, tool_specs, seed=args.seed)
     predictor = fit_tables(train)[args.predictor]
+    given = {}
+    if args.speculator_latency > 0:
+        predictor = Delayed(predictor, args.speculator_latency)
+        given = {"*": Distribution("fixed", (args.speculator_latency,))}
 
     with tempfile.TemporaryDirectory() as tmp:
-        predicted = replay(
-            test, registry, {args.predictor: predictor}, tmp, ReplaySettings(k=1, latency=latency)
-        )
+        settings = ReplaySettings(k=1, latency=latency, speculator_latency=given, latency_samples=0)
+        predicted = replay(test, registry, {args.predictor: predictor}, tmp, settings)
     sim = predicted[args.predictor]["simulation"]
 
     tools = RecordedTools(registry, latency)
     plain = run_plain(test, tools, latency)
     tools = RecordedTools(registry, latency)
-    with SpeculativeExecutor(predictor, registry, tools.functions, k=1, max_concurrency=4) as executor:
+    with SpeculativeExecutor(
+        predictor, registry, tools.functions, k=1, max_concurrency=4, auto=False
+    ) as executor:
         speculative = run_speculative(test, tools, latency, executor)
         stats = executor.stats
     measured = plain - speculative

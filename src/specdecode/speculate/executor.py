@@ -263,6 +263,9 @@ class SpeculativeExecutor:
         return bool(spec is not None and spec.read_only and name in self.tools)
 
     def _predict_and_launch(self, round_: _Round, context: StepContext) -> list[ToolCall]:
+        with self._lock:
+            if round_.closed or round_ is not self._round:  # superseded while queued: skip
+                return []
         try:
             candidates = self.predictor.predict(context, self.k)[: self.k]
         except Exception:  # a failing predictor must not hurt the agent
