@@ -107,9 +107,14 @@ _futures: dict[str, Future[Outcome]] = {}
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory):
-    """Start every runnable case at once (a few at a time); each test waits for its own."""
+def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Start every selected case at once (a few at a time); each test waits for its own."""
     global _pool
+    selected = {
+        item.callspec.params["case"]["id"]
+        for item in request.session.items
+        if item.module is sys.modules[__name__] and hasattr(item, "callspec")
+    }
     base = tmp_path_factory.mktemp("corpus")
     workers = max(2, min(6, (os.cpu_count() or 2) + 1))
     _pool = ThreadPoolExecutor(max_workers=workers)
@@ -117,7 +122,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory):
     slow = ("train", "merge", "eval", "compare", "speculate")
     ordered = sorted(CASES, key=lambda c: c["args"][0] not in slow)
     for case in ordered:
-        if IS_ROOT and case.get("root_skip"):
+        if case["id"] not in selected or (IS_ROOT and case.get("root_skip")):
             continue
         _futures[case["id"]] = _pool.submit(run_case, case, base)
     yield _futures

@@ -35,12 +35,8 @@ from specdecode.jsonl import iter_json_lines, read_records, write_jsonl
 from specdecode.prompts import call_text
 from specdecode.records import ToolCall, TraceRecord
 
-FAST = settings(
-    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
-SLOW = settings(
-    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ----------------------------------------------------------------------------- strategies
 # Text that looks like model output: fragments of every format the parser knows, shuffled.
@@ -370,3 +366,31 @@ def test_rate_and_interval_stay_in_bounds(values: list[Any]) -> None:
     assert r["n"] == len(defined)
     assert min(defined) - 1e-9 <= lo <= hi <= max(defined) + 1e-9
     assert 0.0 <= r["mean"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- model names
+@FAST
+@given(st.sampled_from([".", "./", "/", "~/", "../", "a/b/", "C:\\"]), st.text(max_size=20))
+def test_path_like_model_names_are_never_hub_ids(prefix: str, rest: str) -> None:
+    """A name that looks like a path and does not exist fails as a path, not as a hub lookup."""
+    from specdecode.models import is_hub_id, resolve_model
+
+    name = prefix + rest
+    assert not is_hub_id(name)
+    if not Path(name).expanduser().exists() and not name.endswith(".gguf") and name != "smollm2-135m":
+        with pytest.raises(InputError, match="no such model directory or file"):
+            resolve_model(name)
+
+
+@FAST
+@given(
+    st.from_regex(
+        r"[A-Za-z0-9]([A-Za-z0-9_]{0,9}[A-Za-z0-9])?/[A-Za-z0-9][A-Za-z0-9_.-]{0,10}[A-Za-z0-9]",
+        fullmatch=True,
+    )
+)
+def test_org_name_is_a_hub_id(name: str) -> None:
+    from specdecode.models import is_hub_id
+
+    assume("--" not in name and ".." not in name)
+    assert is_hub_id(name)
