@@ -1,69 +1,105 @@
-"""``specdecode demo``: the whole pipeline, offline, on the embedded model, as far as it exists.
+"""``specdecode demo``: the whole pipeline, offline, on the embedded model.
 
-Each stage writes its files under the run directory and adds a section to ``report.md``.
+Stages: synthetic GAIA-format data → level split → chat conversion → LoRA training →
+base-vs-adapter comparison (next-call and trace modes) → speculation replay with every
+predictor → the example agent live with and without the speculative executor → report.
+
+A rerun reuses every finished stage whose inputs and settings are unchanged: each stage stores
+a key (the hash of its settings and input files) and its result under ``RUN_DIR/stages/``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from rich.console import Console
+
+from specdecode import __version__
 from specdecode.data import convert, synthesize
 from specdecode.gaia import stratified_split
-from specdecode.jsonl import atomic_path, write_jsonl
-from specdecode.records import TraceRecord
+from specdecode.jsonl import atomic_path, write_json, write_jsonl
 from specdecode.registry import load_registry
 
-
-def _level_table(parts: dict[str, list[TraceRecord]]) -> list[str]:
-    lines = ["| split | L1 | L2 | L3 | total |", "|---|---:|---:|---:|---:|"]
-    for name, rows in parts.items():
-        counts = Counter(r.level for r in rows)
-        lines.append(f"| {name} | {counts[1]} | {counts[2]} | {counts[3]} | {len(rows)} |")
-    return lines
+console = Console(stderr=True)
+MODEL = "smollm2-135m"
 
 
-def data_stage(out: Path, n: int, seed: int, registry: str) -> tuple[list[str], dict[str, Path]]:
-    """Synthesise traces, split them by level, convert every split to the three chat forms."""
+# --------------------------------------------------------------------------- stage cache
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """Hash of a file, or of every file below a folder (names and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if "checkpoint-" in str(file):
+            continue
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stage(out: Path, name: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``run`` unless a stored result with the same key exists; store and return its result."""
+    record = out / "stages" / f"{name}.json"
+    key = {"stage": name, "version": __version__, **key}
+    if record.is_file():
+        stored = json.loads(record.read_text(encoding="utf-8"))
+        if stored.get("key") == _digest(key):
+            console.print(f"[dim]↺ {name}: reused (inputs unchanged)[/]")
+            return stored["result"]
+    console.rule(f"[bold]{name}")
+    started = time.time()
+    result = run()
+    result["seconds"] = round(time.time() - started, 1)
+    write_json(record, {"key": _digest(key), "result": result})
+    return result
+
+
+# --------------------------------------------------------------------------- stages
+def data_stage(out: Path, n: int, seed: int, registry: str) -> dict[str, Any]:
+    """Synthesise traces, split them by level, convert every split to the chat forms."""
     traces = synthesize(n, seed, registry)
     write_jsonl(out / "traces.jsonl", traces)
     rows = stratified_split([t.model_dump() for t in traces], seed=seed)
     by_id = {t.id: t for t in traces}
-    parts = {name: [by_id[r["id"]] for r in split_rows] for name, split_rows in rows.items()}
     reg = load_registry(registry)
-    files: dict[str, Path] = {}
-    lines = [
-        f"## Data\n\n{n} synthetic GAIA-format traces (registry `{registry}`, seed {seed}), "
-        "split by level:\n",
-        *_level_table(parts),
-        "",
-        "| split | plain | native | steps |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, split_traces in parts.items():
-        write_jsonl(out / "traces" / f"{name}.jsonl", split_traces)
-        counts = []
-        for form in ("plain", "native", "steps"):
-            path = out / "chat" / f"{name}.{form}.jsonl"
-            counts.append(write_jsonl(path, convert(split_traces, form, reg)))
-            files[f"{name}.{form}"] = path
-        lines.append(f"| {name} | {counts[0]} | {counts[1]} | {counts[2]} |")
-    return lines, files
+    levels, counts = {}, {}
+    for name, split_rows in rows.items():
+        split = [by_id[r["id"]] for r in split_rows]
+        write_jsonl(out / "traces" / f"{name}.jsonl", split)
+        level_count = Counter(t.level for t in split)
+        levels[name] = {"L1": level_count[1], "L2": level_count[2], "L3": level_count[3], "total": len(split)}
+        counts[name] = {}
+        for form in ("plain", "native", "steps", "conversation"):
+            try:
+                chats = convert(split, form, reg)
+            except ValueError:  # a form this version cannot write
+                continue
+            counts[name][form] = write_jsonl(out / "chat" / f"{name}.{form}.jsonl", chats)
+    return {"levels": levels, "examples": counts, "n": n, "seed": seed, "registry": registry}
 
 
-def train_stage(out: Path, files: dict[str, Path], seed: int, max_steps: int) -> tuple[list[str], Path]:
-    """LoRA-train the embedded SmolLM2 on the steps-form training split (resumes if interrupted)."""
+def train_stage(out: Path, seed: int, max_steps: int, form: str) -> dict[str, Any]:
+    """LoRA-train the embedded SmolLM2 on the training split (resumes if interrupted)."""
     from specdecode.train import TrainConfig, train
 
     adapter = out / "adapter"
-    done = adapter / "training_summary.json"
     config = TrainConfig(
-        train_file=str(files["train.steps"]),
-        val_file=str(files["val.steps"]),
+        train_file=str(out / "traces" / "train.jsonl"),
+        val_file=str(out / "traces" / "val.jsonl"),
         output_dir=str(adapter),
-        model_name="smollm2-135m",
+        model_name=MODEL,
+        form=form,
         max_steps=max_steps,
         eval_steps=max_steps // 2,
         save_steps=max_steps // 2,
@@ -72,77 +108,210 @@ def train_stage(out: Path, files: dict[str, Path], seed: int, max_steps: int) ->
         learning_rate=1e-3,
         logging_steps=5,
         seed=seed,
-        resume=(adapter / f"checkpoint-{max_steps // 2}").is_dir(),
+        resume=any(adapter.glob("checkpoint-*")),
     )
-    summary = json.loads(done.read_text()) if done.is_file() else train(config)
+    summary = train(config)
+    return {
+        "form": form,
+        "lora_r": config.lora_r,
+        "steps": summary["global_step"],
+        "batch": config.per_device_train_batch_size,
+        "train_seconds": summary["seconds"],
+        "mixed_precision": summary.get("mixed_precision"),
+        "initial_eval_loss": summary["initial_eval_loss"],
+        "final_eval_loss": summary["final_eval_loss"],
+        "final_eval_perplexity": summary["final_eval_perplexity"],
+    }
+
+
+def compare_stage(out: Path, mode: str, limit: int | None) -> dict[str, Any]:
+    """Base vs adapter on the test split (one model load, paired statistics)."""
+    from specdecode.evaluate.run import run_compare
+    from specdecode.settings import CompareSettings
+
+    name = "compare" if mode == "next-call" else "compare_trace"
+    settings = CompareSettings(
+        base_model=MODEL,
+        lora_dir=str(out / "adapter"),
+        test_file=out / "traces" / "test.jsonl",
+        output_file=out / f"{name}.jsonl",
+        mode=mode,
+        limit=limit,
+        max_new_tokens=None if mode == "next-call" else 192,
+        overwrite=True,
+    )
+    summary = run_compare(settings)
+    metrics = ("parse_ok", "first_call_name", "first_call_exact", "name_f1", "args_match")
+    return {
+        "mode": mode,
+        "n": summary["n"],
+        "file": f"{name}.jsonl",
+        "base": {m: summary["base"]["metrics"][m] for m in metrics},
+        "lora": {m: summary["lora"]["metrics"][m] for m in metrics},
+        "paired": {m: summary["paired"][m] for m in metrics if m in summary["paired"]},
+    }
+
+
+def speculation_stage_result(out: Path, registry: str) -> dict[str, Any]:
+    """Fit the cheap predictors on the training traces and replay the test traces with every one."""
+    from specdecode.speculate.demo_stage import speculation_stage
+
+    lines = speculation_stage(
+        out,
+        out / "traces" / "train.jsonl",
+        out / "traces" / "test.jsonl",
+        out / "adapter",
+        registry,
+    )
+    return {"lines": lines}
+
+
+def agent_stage(out: Path, registry: str, seed: int) -> dict[str, Any]:
+    """The test traces as a live agent (a recorded actor, tools that sleep) without and with the
+    speculative executor (pattern predictor), next to replay's prediction for the same run."""
+    from specdecode.jsonl import read_records
+    from specdecode.records import TraceRecord
+    from specdecode.speculate.live import live_check
+    from specdecode.speculate.predictors import fit_tables
+    from specdecode.speculate.simulate import LatencyModel
+
+    reg = load_registry(registry)
+    train = read_records(out / "traces" / "train.jsonl", TraceRecord)
+    test = read_records(out / "traces" / "test.jsonl", TraceRecord)
+    latency = LatencyModel.from_specs("fixed:0.06", ["uniform:0.02,0.06", "final_answer=fixed:0"], seed=seed)
+    result = live_check(test, reg, fit_tables(train)["pattern"], latency)
+    write_json(out / "agent.json", result)
     lines = [
+        "## Live agent (recorded actor, tools that sleep)",
+        "",
+        f"{result['traces']} test traces ({result['steps']} calls) replayed as a live agent: the actor "
+        "thinks 60 ms per step, tools sleep 20–60 ms (final answer free); the pattern table "
+        "speculates through `SpeculativeExecutor`.",
+        "",
+        "| | without executor | with executor | saved | speed-up |",
+        "|---|---:|---:|---:|---:|",
+        f"| measured | {result['wall_without_s']:.2f} s | {result['wall_with_s']:.2f} s | "
+        f"{result['measured_saving_s']:.2f} s | {result['measured_speedup']:.3f}× |",
+        f"| replay's prediction | {result['predicted_baseline_s']:.2f} s | "
+        f"{result['predicted_speculative_s']:.2f} s | {result['predicted_saving_s']:.2f} s | "
+        f"{result['predicted_speedup']:.3f}× |",
+        "",
+        f"Executor: {result['hits']} hits, {result['misses']} misses, {result['wasted_calls']} wasted calls "
+        f"(replay predicted {result['predicted_wasted_calls']}); measured saving "
+        f"{100 * result['relative_error']:.0f} % away from the prediction.",
+    ]
+    return {**{k: v for k, v in result.items() if not isinstance(v, float) or v == v}, "lines": lines}
+
+
+# --------------------------------------------------------------------------- summary
+def _rate(r: dict[str, Any]) -> str:
+    if r.get("mean") is None:
+        return "–"
+    return f"{r['mean']:.3f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+
+
+def summary_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The Markdown summary of the stages that ran (printed at the end and kept as summary.md)."""
+    lines = ["# specdecode demo", ""]
+    data = results["data"]
+    lines += [
+        f"## Data\n\n{data['n']} synthetic GAIA-format traces (registry `{data['registry']}`, seed "
+        f"{data['seed']}), split by level:\n",
+        "| split | L1 | L2 | L3 | total |",
+        "|---|---:|---:|---:|---:|",
+        *(f"| {k} | {v['L1']} | {v['L2']} | {v['L3']} | {v['total']} |" for k, v in data["levels"].items()),
+    ]
+    t = results["train"]
+    lines += [
         "",
         "## Training",
         "",
-        f"LoRA r={config.lora_r} on SmolLM2-135M-Instruct, {summary['global_step']} steps of "
-        f"{config.per_device_train_batch_size} next-call examples ({summary['seconds']} s, "
-        f"mixed precision: {summary.get('mixed_precision')}).",
+        f"LoRA r={t['lora_r']} on SmolLM2-135M-Instruct, `{t['form']}` form, {t['steps']} steps of "
+        f"{t['batch']} examples ({t['train_seconds']} s, mixed precision: {t['mixed_precision']}).",
         "",
         "| | validation loss | perplexity |",
         "|---|---:|---:|",
-        f"| before training | {summary['initial_eval_loss']:.3f} | "
-        f"{math.exp(summary['initial_eval_loss']):.2f} |",
-        f"| after training | {summary['final_eval_loss']:.3f} | {summary['final_eval_perplexity']:.2f} |",
+        f"| before training | {t['initial_eval_loss']:.3f} | {math.exp(t['initial_eval_loss']):.2f} |",
+        f"| after training | {t['final_eval_loss']:.3f} | {t['final_eval_perplexity']:.2f} |",
     ]
-    return lines, adapter
-
-
-def _cell(r: dict) -> str:
-    return "–" if r["mean"] is None else f"{r['mean']:.3f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
-
-
-def compare_stage(out: Path, files: dict[str, Path], adapter: Path, registry: str) -> list[str]:
-    """Base vs. LoRA on the test split's next-call examples, one model load, paired statistics."""
-    from specdecode.evaluate import compare, make_backend, make_judge
-    from specdecode.evaluate.run import generation_config, load_examples
-    from specdecode.prompts import PromptOptions
-
-    reg = load_registry(registry)
-    examples = load_examples(files["test.steps"], "next-call", reg, PromptOptions())
-    backend = make_backend("hf", "smollm2-135m", str(adapter))
-    summary = compare(
-        backend,
-        examples,
-        out / "compare.jsonl",
-        reg,
-        "next-call",
-        generation_config("next-call", None, 16, 1.0),
-        make_judge("deterministic"),
-    )
-    lines = [
-        "",
-        "## Base vs. LoRA (next-call mode, test split)",
-        "",
-        f"{summary['n']} next-call examples; 95 % bootstrap intervals; exact McNemar test on the "
-        "paired outcomes.",
-        "",
-        "| metric | base | LoRA | wins / ties / losses | McNemar p |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for metric in ("parse_ok", "first_call_name", "first_call_exact", "name_f1", "args_match"):
-        b, lo = summary["base"]["metrics"][metric], summary["lora"]["metrics"][metric]
-        t = summary["paired"].get(metric)
-        paired = f"{t['wins']} / {t['ties']} / {t['losses']} | {t['mcnemar_p']:.2g}" if t else "– | –"
-        lines.append(f"| {metric} | {_cell(b)} | {_cell(lo)} | {paired} |")
-    lines += ["", "Per-example results: `compare.jsonl`; summary: `compare.summary.json`."]
+    for key in ("compare", "compare_trace"):
+        if key not in results:
+            continue
+        c = results[key]
+        lines += [
+            "",
+            f"## Base vs. LoRA ({c['mode']} mode, test split)",
+            "",
+            f"{c['n']} examples; 95 % bootstrap intervals; exact McNemar test on the paired outcomes.",
+            "",
+            "| metric | base | LoRA | wins / ties / losses | McNemar p |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for metric, base in c["base"].items():
+            p = c["paired"].get(metric)
+            paired = f"{p['wins']} / {p['ties']} / {p['losses']} | {p['mcnemar_p']:.2g}" if p else "– | –"
+            lines.append(f"| {metric} | {_rate(base)} | {_rate(c['lora'][metric])} | {paired} |")
+        lines += ["", f"Per-example results: `{c['file']}`."]
+    if "speculate" in results:
+        lines += ["", *results["speculate"]["lines"]]
+    if "agent" in results:
+        lines += ["", *results["agent"]["lines"]]
     return lines
 
 
-def run_demo(out: Path, n: int = 160, seed: int = 0, registry: str = "tools4", max_steps: int = 30) -> Path:
-    """Run every stage that exists and write ``report.md``; returns the report path."""
+def run_demo(
+    out: Path,
+    n: int = 160,
+    seed: int = 0,
+    registry: str = "tools4",
+    max_steps: int = 30,
+    form: str = "steps",
+    trace_limit: int = 8,
+) -> Path:
+    """Run every stage (reusing finished ones) and write the reports; returns ``summary.md``."""
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# specdecode demo report", ""]
-    data_lines, files = data_stage(out, n, seed, registry)
-    lines += data_lines
-    train_lines, adapter = train_stage(out, files, seed, max_steps)
-    lines += train_lines
-    lines += compare_stage(out, files, adapter, registry)
-    report = out / "report.md"
-    with atomic_path(report) as tmp:
+    results: dict[str, dict[str, Any]] = {}
+    results["data"] = stage(
+        out, "data", {"n": n, "seed": seed, "registry": registry}, lambda: data_stage(out, n, seed, registry)
+    )
+    traces = {s: file_digest(out / "traces" / f"{s}.jsonl") for s in ("train", "val", "test")}
+    results["train"] = stage(
+        out,
+        "train",
+        {"traces": traces, "seed": seed, "max_steps": max_steps, "form": form},
+        lambda: train_stage(out, seed, max_steps, form),
+    )
+    adapter = file_digest(out / "adapter" / "adapter_model.safetensors")
+    results["compare"] = stage(
+        out,
+        "compare",
+        {"test": traces["test"], "adapter": adapter},
+        lambda: compare_stage(out, "next-call", None),
+    )
+    results["compare_trace"] = stage(
+        out,
+        "compare_trace",
+        {"test": traces["test"], "adapter": adapter, "limit": trace_limit},
+        lambda: compare_stage(out, "trace", trace_limit),
+    )
+    results["speculate"] = stage(
+        out,
+        "speculate",
+        {"train": traces["train"], "test": traces["test"], "adapter": adapter, "registry": registry},
+        lambda: speculation_stage_result(out, registry),
+    )
+    results["agent"] = stage(
+        out,
+        "agent",
+        {"train": traces["train"], "test": traces["test"], "registry": registry, "seed": seed},
+        lambda: agent_stage(out, registry, seed),
+    )
+    lines = summary_lines(results)
+    summary = out / "summary.md"
+    with atomic_path(summary) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return report
+    from specdecode.report import write_report
+
+    console.rule("[bold]report")
+    write_report(out, title="specdecode demo (SmolLM2-135M, synthetic GAIA-format data)")
+    return summary
