@@ -163,7 +163,12 @@ def speculation_stage_result(out: Path, registry: str) -> dict[str, Any]:
         out / "adapter",
         registry,
     )
-    return {"lines": lines}
+    replay = json.loads((out / "speculate" / "replay" / "summary.json").read_text(encoding="utf-8"))
+    names = [n for n in ("frequency", "pattern", "base", "lora", "hybrid") if n in replay]
+    hit = {n: replay[n]["rates"]["hit_at_1"]["mean"] or 0.0 for n in names}
+    best = max(names, key=lambda n: hit[n])
+    headline = ", ".join(f"{n} {hit[n]:.2f}" for n in names)
+    return {"lines": lines, "headline": f"hit@1 (name+args): {headline}; best {best}"}
 
 
 def agent_stage(out: Path, registry: str, seed: int) -> dict[str, Any]:
@@ -259,6 +264,30 @@ def summary_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def headlines(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """One line per stage for the closing screen: (stage, seconds, what it found)."""
+    rows = []
+    for name, r in results.items():
+        seconds = f"{r.get('seconds', 0):.0f} s"
+        if name == "data":
+            found = f"{r['n']} traces, " + ", ".join(f"{k} {v['total']}" for k, v in r["levels"].items())
+        elif name == "train":
+            found = f"{r['steps']} steps, val loss {r['initial_eval_loss']:.2f} → {r['final_eval_loss']:.2f}"
+        elif name.startswith("compare"):
+            key = "first_call_exact" if r["mode"] == "next-call" else "name_f1"
+            b, lo, p = r["base"][key]["mean"], r["lora"][key]["mean"], r["paired"].get(key, {})
+            found = f"{key}: base {b:.2f} → LoRA {lo:.2f}" + (f" (p={p['mcnemar_p']:.1g})" if p else "")
+        elif name == "agent":
+            found = (
+                f"measured {r['measured_speedup']:.2f}× vs predicted {r['predicted_speedup']:.2f}×, "
+                f"{r['hits']} hits"
+            )
+        else:
+            found = r.get("headline", "")
+        rows.append((name, seconds, found))
+    return rows
+
+
 def run_demo(
     out: Path,
     n: int = 160,
@@ -268,7 +297,8 @@ def run_demo(
     form: str = "steps",
     trace_limit: int = 8,
 ) -> Path:
-    """Run every stage (reusing finished ones) and write the reports; returns ``summary.md``."""
+    """Run every stage (reusing finished ones) and write the reports; returns ``summary.md``
+    (the per-stage results are in ``RUN_DIR/stages/``)."""
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     results["data"] = stage(

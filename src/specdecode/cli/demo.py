@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import typer
 
 from specdecode.cli._common import console, done, settings_command
@@ -17,8 +20,26 @@ def demo_cmd(settings: DemoSettings) -> None:
     Stages: synthetic data → level split → chat conversion → LoRA training of SmolLM2-135M →
     base-vs-LoRA comparison → speculation. Rerunning reuses finished stages.
     """
-    from specdecode.demo import run_demo
+    import json
 
-    report = run_demo(settings.out, n=settings.n, seed=settings.seed, max_steps=settings.max_steps)
-    done(f"demo finished → {report}")
-    console.print(report.read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
+    from rich.table import Table
+
+    from specdecode.demo import headlines, run_demo
+
+    started = time.time()
+    summary = run_demo(settings.out, n=settings.n, seed=settings.seed, max_steps=settings.max_steps)
+    stages = settings.out / "stages"
+    results = {p.stem: json.loads(p.read_text())["result"] for p in sorted(stages.glob("*.json"), key=_order)}
+    table = Table(title=f"specdecode demo — {time.time() - started:.0f} s")
+    for column in ("stage", "time", "result"):
+        table.add_column(column)
+    for row in headlines(results):
+        table.add_row(*row)
+    console.print(table)
+    done(f"summary → {summary}")
+    done(f"report → {settings.out / 'report.html'}  (open it in a browser; Markdown: report.md)")
+
+
+def _order(path: Path) -> int:
+    stages = ["data", "train", "compare", "compare_trace", "speculate", "agent"]
+    return stages.index(path.stem) if path.stem in stages else len(stages)
