@@ -13,8 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fake_llm_server import FakeLLMServer, FakeRequest
 
+from fake_llm_server import FakeLLMServer, FakeRequest
 from fake_openai import FakeOpenAI
 from specdecode.errors import InputError
 from specdecode.evaluate.judges import JUDGES, DeterministicJudge, cohen_kappa, make_judge

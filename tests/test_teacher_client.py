@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from fake_llm_server import FakeLLMServer, FakeRequest
 
+from fake_llm_server import FakeLLMServer, FakeRequest
 from specdecode.errors import InputError
 from specdecode.teacher import CallFailed, ClientConfig, GenerationSettings, LLMClient, RetryPolicy
 from specdecode.teacher.jsonfix import ReplyParseError, parse_reply

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_llm_server import FakeLLMServer, FakeRequest
 
+from fake_llm_server import FakeLLMServer, FakeRequest
 from specdecode.records import TraceRecord
 
 KEY = "sk-fake-GENERATE-9f8e7d6c5b4a3210"
