@@ -200,7 +200,7 @@ def test_trained_positions_loss_equals_full_logits_loss(tiny_qwen3: Path, smol_t
     from specdecode import load_registry
     from specdecode.data import convert, synthesize
     from specdecode.train.data import DataReport, build_examples
-    from specdecode.train.sft import add_selected_lm_head, trained_positions_loss
+    from specdecode.train.loss import add_selected_lm_head, trained_positions_loss
 
     chats = convert(synthesize(2, seed=4), "steps", load_registry("tools4"))[:2]
     rows = build_examples(smol_tokenizer, chats, 4096, DataReport("x"))

@@ -106,8 +106,8 @@ class TrainConfig(Settings):
     padding_free: Literal["auto", "on", "off"] = Field(
         "auto",
         **_help(
-            "Pack each batch into one sequence without padding. auto: on with CUDA; on CPU "
-            "length-grouped padded batches, which are faster there."
+            "Pack each batch into one sequence without padding. auto: on with CUDA and "
+            "flash-attention installed; elsewhere length-grouped padded batches, which are faster."
         ),
     )
     mixed_precision: MixedPrecision = Field(

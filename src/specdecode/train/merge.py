@@ -25,7 +25,9 @@ def merge_adapter(
         raise InputError("give --base_model (the adapter has no train_config.yaml)", lora_dir)
     base_path = resolve_model(base_model)
     model = PeftModel.from_pretrained(
-        load_model(base_path, trust_remote_code=trust_remote_code), str(lora_dir)
+        # the checkpoint's own dtype: auto_dtype would merge (and save) in bf16 wherever a GPU is visible
+        load_model(base_path, dtype="auto", trust_remote_code=trust_remote_code),
+        str(lora_dir),
     )
     merged = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)

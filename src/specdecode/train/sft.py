@@ -112,9 +112,16 @@ def _training_args(config: TrainConfig) -> Any:
 
     on_gpu = torch.cuda.is_available()
     precision = mixed_precision(config.mixed_precision)
-    # Padding-free packing pays off with varlen attention kernels (CUDA); on CPU the block mask of
-    # a packed batch costs more than it saves, and length-grouped padded batches are faster.
-    padding_free = on_gpu if config.padding_free == "auto" else config.padding_free == "on"
+    # Padding-free packing pays off only with varlen attention kernels (flash-attention on CUDA).
+    # Without them the block mask of a packed batch costs more than padding saves: on an H100 with
+    # SDPA, padded batches trained 2x faster (BENCHMARKS.md), and on CPU length-grouped padded
+    # batches are faster too. So auto = on only where flash-attention is installed.
+    if config.padding_free == "auto":
+        import importlib.util
+
+        padding_free = on_gpu and importlib.util.find_spec("flash_attn") is not None
+    else:
+        padding_free = config.padding_free == "on"
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return SFTConfig(
         output_dir=config.output_dir,

@@ -198,14 +198,33 @@ class HFBackend:
         if not self.has_adapter:
             yield
         elif adapter:
+            # In bf16/fp16, W + BA - BA != W: unmerging would leave the base weights a little
+            # off after every call (drift that adds up over an eval). Below fp32 the base
+            # weights are copied before the merge and put back after it instead.
+            saved = self._base_weights() if self.dtype != "float32" else None
             self.model.merge_adapter()
             try:
                 yield
             finally:
-                self.model.unmerge_adapter()
+                if saved is None:
+                    self.model.unmerge_adapter()
+                else:
+                    for layer, weight in saved:
+                        layer.get_base_layer().weight.data.copy_(weight)
+                        layer.merged_adapters = []
         else:
             with self.model.disable_adapter():
                 yield
+
+    def _base_weights(self) -> list[tuple[Any, Any]]:
+        """(LoRA layer, copy of its base weight) for every layer the adapter wraps."""
+        from peft.tuners.lora import LoraLayer
+
+        return [
+            (m, m.get_base_layer().weight.detach().clone())
+            for m in self.model.modules()
+            if isinstance(m, LoraLayer)
+        ]
 
     # -- the decoding loop, in small steps -------------------------------------------------
 
@@ -290,7 +309,7 @@ class HFBackend:
         if self.reuse_prefix and len(prompts) == 1 and kept is not None and kept.adapter == adapter:
             common = min(_common_prefix_len(kept.ids, prompts[0]), len(prompts[0]) - 1)
             if common > 0:
-                kept.cache.crop(common)
+                kept.cache.crop(common - kept.cache.get_seq_length())  # negative: tokens to drop
                 self.reused_tokens += common
                 return kept.cache, common
         cache = DynamicCache(config=self.model.config)
