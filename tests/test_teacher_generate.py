@@ -237,9 +237,9 @@ def test_generate_from_a_gaia_folder_with_gemini(tmp_path: Path, gaia_root: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--provider", "claude", "--model", "m"], "unknown provider 'claude'"),
+        (["--provider", "claude", "--model", "m"], "--provider 'claude'"),
         (["--provider", "openai", "--model", "m", "--api-key-env", "NOT_SET_ANYWHERE"], "NOT_SET_ANYWHERE"),
-        (["--provider", "openai", "--model", "m", "--json-mode", "yaml"], "unknown JSON mode"),
+        (["--provider", "openai", "--model", "m", "--json-mode", "yaml"], "--json-mode 'yaml'"),
         (["--provider", "openai", "--model", "m", "--registry", "nope.yaml"], "no such registry file"),
     ],
 )

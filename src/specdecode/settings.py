@@ -64,6 +64,73 @@ class ConvertSettings(Settings):
     skip_invalid: bool = Field(False, **_help("Skip bad input lines with a counted warning."))
 
 
+# --------------------------------------------------------------------------- teacher
+class TraceGenerateSettings(Settings):
+    """``specdecode traces generate``: a teacher model writes a trace per question."""
+
+    questions: Path = Field(
+        ..., **_help("Questions JSONL (id, question, level…) or a local GAIA folder.", argument=True)
+    )
+    out: Path = Field(..., **_help("Output trace JSONL (written atomically).", short="-o"))
+    provider: Literal["gemini", "openai"] = Field(
+        ..., **_help("gemini (google-genai) or openai (any OpenAI-compatible server).")
+    )
+    model: str = Field(..., **_help("Teacher model, e.g. gemini-2.5-pro, gpt-5, or a served model name."))
+    base_url: str | None = Field(
+        None, **_help("Server URL, e.g. http://localhost:8000/v1 for vLLM [default: the provider's own].")
+    )
+    api_key_env: str | None = Field(
+        None,
+        **_help(
+            "Environment variable holding the key [default: GEMINI_API_KEY/GOOGLE_API_KEY or "
+            "OPENAI_API_KEY]. Keys are never taken from flags."
+        ),
+    )
+    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
+    split: str = Field("validation", **_help("GAIA split when QUESTIONS is a GAIA folder."))
+    concurrency: int = Field(8, ge=1, **_help("Requests in flight at once."))
+    max_calls: int | None = Field(
+        None, ge=0, **_help("Budget of server calls for this run, retries included [default: no limit].")
+    )
+    timeout: float = Field(120.0, gt=0, **_help("Seconds before one request is abandoned."))
+    max_attempts: int = Field(6, ge=1, **_help("Attempts per item before it is an error row."))
+    backoff: float = Field(
+        1.0, ge=0, **_help("First retry delay in seconds; doubles per attempt, with jitter.")
+    )
+    max_backoff: float = Field(60.0, ge=0, **_help("Longest delay between attempts, seconds."))
+    temperature: str = Field(
+        "0", **_help("Sampling temperature, or 'default' to send none (reasoning models).")
+    )
+    seed: int | None = Field(0, **_help("Sampling seed sent to the provider."))
+    max_tokens: int = Field(4096, ge=1, **_help("Longest reply, in tokens."))
+    json_mode: Literal["schema", "object", "off"] = Field(
+        "schema",
+        **_help(
+            "schema: enforce the trace schema; object: JSON mode only; off: plain text (repaired if needed)."
+        ),
+    )
+    tool_style: ToolStyle = Field("json", **_help("How tools appear in the teacher's prompt."))
+    cache: Path | None = Field(
+        None,
+        **_help(
+            "Reply cache (SQLite) [default: $SPECDECODE_LLM_CACHE or ~/.cache/specdecode/llm-cache.sqlite]."
+        ),
+    )
+    no_cache: bool = Field(False, **_help("Neither read nor write the reply cache."))
+    progress: bool | None = Field(None, **_help("Show a progress bar [default: on]."))
+
+    def temperature_value(self) -> float | None:
+        """The temperature to send, or None for the provider's default."""
+        if self.temperature.strip().lower() in ("default", "none", ""):
+            return None
+        try:
+            return float(self.temperature)
+        except ValueError:
+            raise InputError(
+                f"--temperature: expected a number or 'default', got {self.temperature!r}"
+            ) from None
+
+
 # --------------------------------------------------------------------------- train
 class TrainConfig(Settings):
     """Everything one training run needs; saved beside the adapter as ``train_config.yaml``.

@@ -117,9 +117,11 @@ def settings_command(app: typer.Typer, name: str, model: type[S], **command_kwar
             inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOpt)
         )
 
+        switches = {p.name for p in parameters if p.default is False}  # False = not given
+
         def command(**given: Any) -> Any:
             config = given.pop("config", None)
-            flags = {k: v for k, v in given.items() if v is not None and v is not False}
+            flags = {k: v for k, v in given.items() if v is not None and not (k in switches and v is False)}
             return fn(load_settings(model, config, flags))
 
         command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from specdecode.cli._common import done, warn
+from specdecode.cli._common import Out, done, settings_command, warn
 from specdecode.errors import InputError
+from specdecode.settings import TraceGenerateSettings
 
 traces_app = typer.Typer(
     help="Trace sources: ask a teacher model (Gemini or an OpenAI-compatible server) for traces, "
@@ -16,119 +17,35 @@ traces_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]
 
-
-def _temperature(text: str) -> float | None:
-    if text.strip().lower() in ("default", "none", ""):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(f"--temperature: expected a number or 'default', got {text!r}") from None
-
-
-@traces_app.command("generate")
-def generate(
-    questions: Annotated[
-        Path, typer.Argument(help="Questions JSONL (id, question, level…) or a local GAIA folder.")
-    ],
-    out: Out,
-    provider: Annotated[
-        str, typer.Option(help="gemini (google-genai) or openai (any OpenAI-compatible server).")
-    ],
-    model: Annotated[
-        str, typer.Option(help="Teacher model, e.g. gemini-2.5-pro, gpt-5, or a served model name.")
-    ],
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Server URL, e.g. http://localhost:8000/v1 for vLLM (default: the provider's own)."
-        ),
-    ] = None,
-    api_key_env: Annotated[
-        str | None,
-        typer.Option(
-            help="Name of the environment variable holding the key [default: GEMINI_API_KEY/GOOGLE_API_KEY "
-            "or OPENAI_API_KEY]. Keys are never taken from flags."
-        ),
-    ] = None,
-    registry: Annotated[
-        str, typer.Option(help="Tool registry: tools4, tools17 or a YAML/JSON file.")
-    ] = "tools4",
-    split: Annotated[str, typer.Option(help="GAIA split when QUESTIONS is a GAIA folder.")] = "validation",
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 8,
-    max_calls: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Budget of server calls for this run, retries included (default: no limit)."
-        ),
-    ] = None,
-    timeout: Annotated[
-        float, typer.Option(min=0.001, help="Seconds before one request is abandoned.")
-    ] = 120.0,
-    max_attempts: Annotated[
-        int, typer.Option(min=1, help="Attempts per item before it is an error row.")
-    ] = 6,
-    backoff: Annotated[
-        float, typer.Option(min=0.0, help="First retry delay in seconds; doubles per attempt, with jitter.")
-    ] = 1.0,
-    max_backoff: Annotated[
-        float, typer.Option(min=0.0, help="Longest delay between attempts, seconds.")
-    ] = 60.0,
-    temperature: Annotated[
-        str, typer.Option(help="Sampling temperature, or 'default' to send none (reasoning models).")
-    ] = "0",
-    seed: Annotated[int | None, typer.Option(help="Sampling seed sent to the provider.")] = 0,
-    max_tokens: Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")] = 4096,
-    json_mode: Annotated[
-        str,
-        typer.Option(
-            help="schema: enforce the trace schema; object: JSON mode only; "
-            "off: plain text (repaired if needed)."
-        ),
-    ] = "schema",
-    tool_style: Annotated[
-        str, typer.Option(help="How tools appear in the teacher's prompt: json (full schemas) or compact.")
-    ] = "json",
-    cache: Annotated[
-        Path | None,
-        typer.Option(
-            help="Reply cache (SQLite) [default: $SPECDECODE_LLM_CACHE or "
-            "~/.cache/specdecode/llm-cache.sqlite]."
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the reply cache.")
-    ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-) -> None:
+@settings_command(traces_app, "generate", TraceGenerateSettings)
+def generate(settings: TraceGenerateSettings) -> None:
     """Ask a teacher model for a thought → action trace per question; resumable, cached, budgeted."""
     from specdecode.registry import load_registry
     from specdecode.teacher.client import ClientConfig, LLMClient, RetryPolicy
     from specdecode.teacher.generate import TraceGenerator, generate_traces, load_questions
     from specdecode.teacher.providers import GenerationSettings
 
-    if tool_style not in ("json", "compact"):
-        raise InputError(f"--tool-style: choose json or compact, not {tool_style!r}")
-    reg = load_registry(registry)
-    items = load_questions(questions, split)
+    s = settings
+    reg = load_registry(s.registry)
+    items = load_questions(s.questions, s.split)
     config = ClientConfig(
-        provider=provider,
-        model=model,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        timeout=timeout,
-        generation=GenerationSettings(_temperature(temperature), seed, max_tokens, json_mode),
-        retry=RetryPolicy(max_attempts=max_attempts, base_delay=backoff, max_delay=max_backoff),
-        max_calls=max_calls,
-        concurrency=concurrency,
-        cache=not no_cache,
-        cache_path=cache,
+        provider=s.provider,
+        model=s.model,
+        base_url=s.base_url,
+        api_key_env=s.api_key_env,
+        timeout=s.timeout,
+        generation=GenerationSettings(s.temperature_value(), s.seed, s.max_tokens, s.json_mode),
+        retry=RetryPolicy(max_attempts=s.max_attempts, base_delay=s.backoff, max_delay=s.max_backoff),
+        max_calls=s.max_calls,
+        concurrency=s.concurrency,
+        cache=not s.no_cache,
+        cache_path=s.cache,
     )
     client = LLMClient(config)
     try:
-        summary = generate_traces(items, TraceGenerator(client, reg, tool_style), out, show_progress=progress)  # type: ignore[arg-type]
+        generator = TraceGenerator(client, reg, s.tool_style)
+        summary = generate_traces(items, generator, s.out, show_progress=s.progress is not False)
     finally:
         client.close()
     stats = summary["client"]
@@ -138,7 +55,7 @@ def generate(
         f"{summary['n']} questions → {summary['traces']} traces ({summary['valid']} valid, "
         f"{summary['invalid']} invalid), {summary['failed']} failed; {stats['calls']} calls, "
         f"{stats['retries']} retries, cache {stats['cache']['hits']} hits / "
-        f"{stats['cache']['misses']} misses → {out}"
+        f"{stats['cache']['misses']} misses → {s.out}"
     )
 
 
