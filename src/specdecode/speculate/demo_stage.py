@@ -34,10 +34,19 @@ def speculation_stage(
     registry: str | Registry = "tools4",
     base_model: str = "smollm2-135m",
     k: int = 3,
-    latency_samples: int = 6,
+    latency_samples: int = 3,
+    samples: int = 0,
+    max_new_tokens: int = 48,
 ) -> list[str]:
     """Fit + replay (frequency, pattern, base, lora, hybrid) under ``OUT/speculate/``; the
-    report's Markdown lines. Reruns resume from the rows already written."""
+    report's Markdown lines. Reruns resume from the rows already written.
+
+    Sized for a 2-core CPU: model answers are constrained to one call (short, always parseable;
+    when xgrammar is installed), the model predictors' top-k beyond the greedy answer comes from
+    ``samples`` sampled answers per step (0 by default: hit@k of base/lora is then their hit@1),
+    and ``latency_samples`` steps are timed at batch 1."""
+    import importlib.util
+
     from specdecode.evaluate.backends import make_backend
     from specdecode.speculate.predictors.model import adapter_form
     from specdecode.speculate.replay import ReplaySettings
@@ -53,9 +62,10 @@ def speculation_stage(
         out / "fitted",
         backend,
         form=adapter_form(adapter_dir),
+        constrained=importlib.util.find_spec("xgrammar") is not None,
         batch_size=16,
-        max_new_tokens=64,
-        samples=k - 1,
+        max_new_tokens=max_new_tokens,
+        samples=samples,
     )
     latency, _ = latency_settings(ACTOR, list(TOOLS), None)
     settings = ReplaySettings(k=k, latency=latency, latency_samples=latency_samples)
