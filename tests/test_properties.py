@@ -141,11 +141,6 @@ TAG_IN_STRING = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evaluate/parse.py: the Hermes regex ends a block at a '</tool_call>' inside a string "
-    "argument, so with two blocks that call is lost (stops.py scans strings correctly)",
-)
 @FAST
 @example(TAG_IN_STRING)
 @given(st.lists(calls, min_size=2, max_size=3))

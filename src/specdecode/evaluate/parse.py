@@ -10,7 +10,9 @@ Formats, tried in this order (the first that yields a call wins):
 * ``python``     — ``name(arg=…)`` calls
 
 Unknown tool names are kept (and counted by the metrics), never dropped. An explicit answer
-without a call (``{"trace": [], …}``, ``Final Answer: …``) parses as ``no_call``.
+without a call (``{"trace": [], …}``, ``Final Answer: …``) parses as ``no_call``. A single call
+object cut off by the token budget (inside a long argument, say) is closed and parsed as
+``json_truncated`` when its tool name was written whole.
 """
 
 from __future__ import annotations
@@ -111,6 +113,46 @@ def _json_values(text: str) -> list[tuple[int, Any]]:
             pos = start + 1  # truncated or not JSON: look inside it
 
 
+def close_truncated(text: str) -> str | None:
+    """A JSON object cut off by a token budget, closed: the open string ended, open brackets shut.
+
+    Only for text whose first ``{`` never closes (a complete object needs no repair). Returns
+    None when there is nothing to close.
+    """
+    start = text.find("{")
+    if start < 0:
+        return None
+    stack: list[str] = []
+    in_string = escaped = False
+    for char in text[start:]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]":
+            if not stack:
+                return None
+            stack.pop()
+            if not stack:
+                return None  # the first object closed: not truncated
+    if not stack:
+        return None
+    body = text[start:].rstrip()
+    if escaped:
+        body = body[:-1]
+    if in_string:
+        body += '"'
+    body = re.sub(r"[,:]\s*$", "", body)  # a dangling separator
+    return body + "".join(reversed(stack))
+
+
 def _from_json_text(text: str) -> Parsed:
     calls: list[ToolCall] = []
     explicit_none = False
@@ -127,10 +169,27 @@ def _from_json_text(text: str) -> Parsed:
 
 
 def _from_hermes(text: str) -> Parsed:
+    """Calls of ``<tool_call>`` blocks. Each block's JSON is decoded from its first ``{`` (so a
+    ``</tool_call>`` inside a string argument does not end it); a block whose JSON is cut off
+    falls back to what lies before its closing tag."""
     calls: list[ToolCall] = []
-    for block in _HERMES.findall(text):
-        for _, value in _json_values(block)[:1]:
-            _walk(value, calls)
+    decoder = json.JSONDecoder()
+    pos = 0
+    while (tag := text.find("<tool_call>", pos)) >= 0:
+        brace = text.find("{", tag)
+        if brace >= 0 and text[tag + len("<tool_call>") : brace].strip():
+            brace = -1  # something else than the call's JSON follows the tag
+        try:
+            if brace < 0:
+                raise json.JSONDecodeError("no JSON after the tag", text, tag)
+            value, pos = decoder.raw_decode(text, brace)
+        except json.JSONDecodeError:
+            block = _HERMES.match(text, tag)
+            for _, value in _json_values(block.group(1) if block else "")[:1]:
+                _walk(value, calls)
+            pos = block.end() if block else len(text)
+            continue
+        _walk(value, calls)
     return Parsed(calls, "hermes")
 
 
@@ -197,6 +256,13 @@ def parse_calls(
         parsed = _from_json_text(candidate)
         if parsed.ok:
             return parsed
+    closed = close_truncated(body)
+    if closed is not None:  # an answer cut off by the token budget (e.g. inside a long argument)
+        parsed = _from_json_text(closed)
+        # Only calls whose tool name was written whole: a name cut off is no call.
+        calls = [c for c in parsed.calls if f'"{c.tool_name}"' in body]
+        if calls:
+            return Parsed(calls, "json_truncated")
     parsed = _from_react(text)
     if parsed.ok:
         return parsed
