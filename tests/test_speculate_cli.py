@@ -63,3 +63,16 @@ def test_example_agent_saving_matches_replay():
     )
     assert result["hits"] > 0 and result["wasted_calls"] == result["predicted_wasted_calls"]
     assert result["relative_error"] < 0.35  # the 20 % acceptance is checked on 20 traces in BENCHMARKS.md
+
+
+def test_demo_stage_markdown(tmp_path: Path, tiny_qwen3: Path):
+    from specdecode.speculate.demo_stage import speculation_stage
+
+    lines = speculation_stage(
+        tmp_path, synthesize(40, seed=0), synthesize(2, seed=1), None, "tools4", base_model=str(tiny_qwen3)
+    )
+    text = "\n".join(lines)
+    assert "## Speculation" in text
+    for name in ("| frequency |", "| pattern |", "| base |", "| hybrid |", "hybrid vs pattern"):
+        assert name in text
+    assert (tmp_path / "speculate" / "replay" / "summary.json").is_file()
