@@ -291,6 +291,66 @@ class CompareSettings(EvalSettings):
     )
 
 
+# --------------------------------------------------------------------------- speculate
+class ReplayCommandSettings(Settings):
+    """``specdecode speculate replay``: every predictor on every step of the gold traces."""
+
+    traces: Path = Field(..., **_help("Gold traces to replay (trace JSONL)."))
+    out: Path = Field(..., **_help("Output directory: steps.jsonl, latency.json, summary.json.", short="-o"))
+    predictor: list[str] = Field(
+        ["frequency", "pattern"],
+        **_help(
+            "frequency | pattern | model (base, and lora with --lora-dir) | base | lora | hybrid; repeat."
+        ),
+    )
+    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
+    fitted: Path | None = Field(None, **_help("Directory written by `speculate fit` (the tables)."))
+    base_model: str | None = Field(
+        None, **_help("Speculator base model: HF id, local dir, .gguf or smollm2-135m.")
+    )
+    lora_dir: str | None = Field(None, **_help("The speculator's LoRA adapter."))
+    backend: Backend = Field("hf", **_help("Generation backend of the model predictors."))
+    base_url: str | None = Field(None, **_help("Server URL for --backend openai."))
+    dtype: Dtype = Field("auto", **_help("Weights for hf/vllm (auto: fp32 on CPU, bf16/fp16 on GPU)."))
+    k: int = Field(3, ge=1, **_help("Candidates per step (hit@k; the simulation reports top-1 and all k)."))
+    constrained: bool = Field(
+        False, **_help("Decode model answers against the JSON schema of one call among the offered tools.")
+    )
+    matcher: Literal["exact", "normalised", "normalized", "jaccard"] = Field(
+        "normalised", **_help("When a guess counts: exact, normalised arguments, or token Jaccard.")
+    )
+    threshold: float = Field(0.8, ge=0, le=1, **_help("Token Jaccard threshold (--matcher jaccard)."))
+    tool_latency: list[str] | None = Field(
+        None,
+        **_help(
+            "Tool latency: fixed:S, uniform:A,B, lognormal:MU,SIGMA; NAME=DIST for one tool; repeat. "
+            "Trace fields tool_seconds win when present. [default: fixed:1.0]"
+        ),
+    )
+    actor_latency: str | None = Field(
+        None, **_help("Actor think time per step (same forms). [default: fixed:2.0]")
+    )
+    speculator_latency: list[str] | None = Field(
+        None, **_help("Give the speculator latency instead of measuring it: DIST or NAME=DIST; repeat.")
+    )
+    latency_file: Path | None = Field(None, **_help("YAML with actor / tool / speculator distributions."))
+    ignore_trace_times: bool = Field(
+        False, **_help("Draw actor and tool times even where traces carry them.")
+    )
+    latency_samples: int = Field(
+        8, ge=0, **_help("Steps timed at batch 1 per model predictor (cached prefix and not).")
+    )
+    cost_per_call: float = Field(1.0, ge=0, **_help("Cost of one wasted call."))
+    batch_size: int = Field(16, ge=1, **_help("Prompts per generate call."))
+    max_new_tokens: int = Field(96, ge=1, **_help("Tokens per next-call answer."))
+    tool_style: ToolStyle = Field("compact", **_help("Tool listing in prompts."))
+    samples: int | None = Field(
+        None, ge=0, **_help("Sampled answers per step for model top-k. [default: 2 x (k - 1)]")
+    )
+    limit: int | None = Field(None, ge=1, **_help("Only the first N traces."))
+    seed: int = Field(0, **_help("Seed of latency draws and sampling."))
+
+
 # --------------------------------------------------------------------------- demo
 class DemoSettings(Settings):
     """``specdecode demo``: the whole pipeline on the embedded model."""
