@@ -21,9 +21,20 @@ from specdecode.records import ToolCall, TraceRecord, TraceStep
 from specdecode.registry import Registry
 from specdecode.speculate.executor import SpeculativeExecutor
 from specdecode.speculate.match import make_matcher
-from specdecode.speculate.predictors import Predictor
+from specdecode.speculate.predictors import Predictor, StepContext
 from specdecode.speculate.replay import ReplaySettings, replay
-from specdecode.speculate.simulate import LatencyModel
+from specdecode.speculate.simulate import Distribution, LatencyModel
+
+
+class Delayed(Predictor):
+    """A predictor that takes ``delay`` seconds per prediction (a stand-in for a model's latency)."""
+
+    def __init__(self, inner: Predictor, delay: float):
+        self.inner, self.delay, self.name = inner, delay, inner.name
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        time.sleep(self.delay)
+        return self.inner.predict(context, k)
 
 
 class RecordedTools:
@@ -109,20 +120,28 @@ def live_check(
     latency: LatencyModel,
     name: str = "pattern",
     max_concurrency: int = 4,
+    speculator_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Replay's predicted saving, then the measured one: the same traces without and with the
-    executor. Returns both, the executor's counters and how far apart they are."""
+    executor. Returns both, the executor's counters and how far apart they are.
+
+    ``speculator_seconds`` > 0 makes every prediction take that long (a model's latency)."""
     traces = [t for t in traces if t.trace]
+    given: dict[str, Distribution] = {}
+    if speculator_seconds > 0:
+        predictor = Delayed(predictor, speculator_seconds)
+        given = {"*": Distribution("fixed", (speculator_seconds,))}
     with tempfile.TemporaryDirectory() as tmp:
-        predicted = replay(traces, registry, {name: predictor}, tmp, ReplaySettings(k=1, latency=latency))
+        settings = ReplaySettings(k=1, latency=latency, speculator_latency=given, latency_samples=0)
+        predicted = replay(traces, registry, {name: predictor}, tmp, settings)
     sim = predicted[name]["simulation"]
     plain = run_plain(traces, RecordedTools(registry, latency), latency)
     tools = RecordedTools(registry, latency)
     with SpeculativeExecutor(
-        predictor, registry, tools.functions, k=1, max_concurrency=max_concurrency
-    ) as ex:
-        speculative = run_speculative(traces, tools, latency, ex)
-        stats = ex.stats
+        predictor, registry, tools.functions, k=1, max_concurrency=max_concurrency, auto=False
+    ) as executor:
+        speculative = run_speculative(traces, tools, latency, executor)
+        stats = executor.stats
     measured = plain - speculative
     expected = sim["time_saved_seconds"]
     error = abs(measured - expected) / expected if expected else float("inf")
