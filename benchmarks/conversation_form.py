@@ -275,6 +275,10 @@ def run_set(name: str, split: dict, registry, options, args, timer: StepTimer, r
     for form in ("steps", "conversation"):
         write_jsonl(root / f"train-{form}.jsonl", [c.model_dump(exclude_none=True) for c in files[form]])
         batch = batch_steps if form == "steps" else batch_conv
+        # Long sequences: micro-batches of `micro` with gradient accumulation, the same update size
+        # (a padded batch of 7 prompts of ~2,500 tokens ran out of 24 GiB).
+        micro = batch if name == "demo" else min(batch, args.long_micro_batch)
+        accumulate = -(-batch // micro)
         save = max_steps if form == "steps" else every
         timer.reset()
         started = time.perf_counter()
@@ -287,8 +291,8 @@ def run_set(name: str, split: dict, registry, options, args, timer: StepTimer, r
                 form=form,
                 max_length=args.max_length,
                 max_steps=max_steps,
-                per_device_train_batch_size=batch,
-                gradient_accumulation_steps=1,
+                per_device_train_batch_size=micro,
+                gradient_accumulation_steps=accumulate,
                 learning_rate=args.lr,
                 eval_steps=save,
                 save_steps=save,
@@ -344,6 +348,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="demo: step examples per step")
     parser.add_argument("--long-steps", type=int, default=6)
     parser.add_argument("--long-batch", type=int, default=7)
+    parser.add_argument("--long-micro-batch", type=int, default=1, help="long: micro-batch (accumulated)")
     parser.add_argument("--long-train", type=int, default=8, help="long: training conversations")
     parser.add_argument("--long-val", type=int, default=2)
     parser.add_argument("--long-test", type=int, default=2)

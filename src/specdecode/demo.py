@@ -103,7 +103,8 @@ def train_stage(out: Path, seed: int, max_steps: int, form: str) -> dict[str, An
         max_steps=max_steps,
         eval_steps=max_steps // 2,
         save_steps=max_steps // 2,
-        per_device_train_batch_size=8,
+        # conversation form: a conversation holds ~3.5 calls, so 4 conversations ≈ 14 targets a step
+        per_device_train_batch_size=4 if form == "conversation" else 8,
         gradient_accumulation_steps=1,
         learning_rate=1e-3,
         logging_steps=5,
@@ -294,7 +295,7 @@ def run_demo(
     seed: int = 0,
     registry: str = "tools4",
     max_steps: int = 30,
-    form: str = "steps",
+    form: str = "conversation",
     trace_limit: int = 8,
 ) -> Path:
     """Run every stage (reusing finished ones) and write the reports; returns ``summary.md``

@@ -359,6 +359,9 @@ class DemoSettings(Settings):
     n: int = Field(160, ge=8, **_help("Synthetic questions."))
     seed: int = Field(0, **_help("Seed for data and training."))
     max_steps: int = Field(30, ge=2, **_help("Training steps."))
+    form: Literal["steps", "conversation"] = Field(
+        "conversation", **_help("Training form: one pass per conversation, or one example per call.")
+    )
 
 
 # --------------------------------------------------------------------------- loading

@@ -27,7 +27,9 @@ def demo_cmd(settings: DemoSettings) -> None:
     from specdecode.demo import headlines, run_demo
 
     started = time.time()
-    summary = run_demo(settings.out, n=settings.n, seed=settings.seed, max_steps=settings.max_steps)
+    summary = run_demo(
+        settings.out, n=settings.n, seed=settings.seed, max_steps=settings.max_steps, form=settings.form
+    )
     stages = settings.out / "stages"
     results = {p.stem: json.loads(p.read_text())["result"] for p in sorted(stages.glob("*.json"), key=_order)}
     table = Table(title=f"specdecode demo — {time.time() - started:.0f} s")
