@@ -39,11 +39,12 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 @dataclass
 class ReadReport:
-    """What a read kept and skipped."""
+    """What a read kept and skipped; ``lines[i]`` is the line number of the i-th kept record."""
 
     path: Path
     kept: int = 0
     skipped: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -121,6 +122,7 @@ def read_records(
             report.skipped.append(err.message)
             continue
         records.append(record)
+        report.lines.append(number)
     report.kept = len(records)
     if report.skipped:
         stderr.print(

@@ -43,9 +43,11 @@ def data_convert(settings: ConvertSettings) -> None:
     from specdecode.prompts import PromptOptions
     from specdecode.records import TraceRecord
     from specdecode.registry import load_registry
+    from specdecode.teacher.validate import TraceValidator
 
     reg = load_registry(settings.registry)
-    records = read_records(settings.traces, TraceRecord, skip_invalid=settings.skip_invalid)
+    report = ReadReport(settings.traces)
+    records = read_records(settings.traces, TraceRecord, skip_invalid=settings.skip_invalid, report=report)
     if not records:
         warn(f"0 records in {settings.traces}")
     unknown = Counter(
@@ -60,6 +62,21 @@ def data_convert(settings: ConvertSettings) -> None:
         if settings.strict:
             raise InputError(message, settings.traces)
         warn(f"{settings.traces}: {message} (--strict makes this an error)")
+    validator = TraceValidator(reg)
+    broken = [
+        (line, f"step {number}: {step.action.tool_name}: {issues[0]}")
+        for record, line in zip(records, report.lines, strict=True)
+        for number, step in enumerate(record.trace, start=1)
+        if (issues := validator.argument_errors(step.action.tool_name, step.action.arguments))
+    ]
+    if broken:
+        line, first = broken[0]
+        if settings.strict:
+            raise InputError(f"arguments break the tool's schema: {first}", settings.traces, line)
+        warn(
+            f"{settings.traces}: {len(broken)} calls with arguments that break the tool's schema "
+            f"(first: {settings.traces}:{line}: {first}; --strict makes this an error)"
+        )
     chats = convert(records, settings.form, reg, PromptOptions(tool_style=settings.tool_style))
     write_jsonl(settings.out, chats)
     done(f"{len(records)} traces → {len(chats)} {settings.form} chat examples → {settings.out}")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from specdecode.cli._common import Out, SkipInvalid, console, done
+from specdecode.errors import InputError
 from specdecode.jsonl import read_records, write_json, write_jsonl
 
 gaia_app = typer.Typer(
@@ -49,9 +50,9 @@ def _parse_ratios(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"expected three numbers like 0.75,0.125,0.125, got {text!r}") from None
+        raise InputError(f"--ratios: expected three numbers like 0.75,0.125,0.125, got {text!r}") from None
     if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise typer.BadParameter(f"expected three non-negative numbers summing to 1, got {text!r}")
+        raise InputError(f"--ratios: expected three non-negative numbers summing to 1, got {text!r}")
     return parts  # type: ignore[return-value]
 
 

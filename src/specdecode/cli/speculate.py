@@ -49,9 +49,16 @@ def replay_cmd(settings: ReplayCommandSettings) -> None:
     from specdecode.registry import load_registry
     from specdecode.speculate.predictors.model import adapter_form
     from specdecode.speculate.replay import ReplaySettings
-    from specdecode.speculate.run import build_predictors, expand_names, latency_settings, run_replay
+    from specdecode.speculate.run import (
+        build_predictors,
+        check_out_dir,
+        expand_names,
+        latency_settings,
+        run_replay,
+    )
 
     s = settings
+    check_out_dir(s.out)  # before any model loads
     reg = load_registry(s.registry)
     latency, given = latency_settings(
         s.actor_latency,

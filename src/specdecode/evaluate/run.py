@@ -238,10 +238,17 @@ def fingerprint_id(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def check_output_file(output: str | Path) -> None:
+    """An ``--output_file`` that is a folder stops the command (before any model loads)."""
+    if Path(output).is_dir():
+        raise InputError("is a directory, expected a results file (--output_file)", output)
+
+
 def _resume(output: Path, ids: set[str], run_id: str | None, overwrite: bool) -> dict[str, dict[str, Any]]:
     """Rows already written for these ids by a run with the same settings (a torn last line from
     a kill is ignored). Rows of a run with other settings stop the command unless ``overwrite``."""
     done: dict[str, dict[str, Any]] = {}
+    check_output_file(output)
     if not output.exists():
         return done
     for line in output.read_text(encoding="utf-8").splitlines():
@@ -295,13 +302,17 @@ def run_examples(
         transient=False,
     ) as progress:
         task = progress.add_task(label, total=len(examples), completed=len(done))
-        for start in range(0, len(pending), chunk):
-            for row in make_rows(list(pending[start : start + chunk])):
-                if run_id is not None:
-                    row["run"] = run_id
-                append_jsonl(output, row)
-                done[row["id"]] = row
-                progress.advance(task)
+        try:
+            for start in range(0, len(pending), chunk):
+                for row in make_rows(list(pending[start : start + chunk])):
+                    if run_id is not None:
+                        row["run"] = run_id
+                    append_jsonl(output, row)
+                    done[row["id"]] = row
+                    progress.advance(task)
+        except InputError:  # e.g. the server is unreachable: the error line stands alone, no bar
+            progress.live.transient = True
+            raise
     rows = [done[i] for i in ids]
     write_jsonl(output, rows)
     return rows
@@ -576,6 +587,7 @@ def prepare(settings: EvalSettings) -> EvalRun:
     """Registry, examples, generation settings and fingerprint (checked before any model loads)."""
     from specdecode.registry import load_registry
 
+    check_output_file(settings.output_file)
     registry = load_registry(settings.registry)
     prompt_form = resolve_prompt_form(settings)
     options = PromptOptions(tool_style=settings.tool_style)

@@ -826,11 +826,13 @@ def write_report(run_dir: Path, out: Path | None = None, title: str | None = Non
         raise InputError("no such run directory", run_dir)
     data = collect(run_dir)
     if data.empty:
-        raise InputError(
+        message = (
             "nothing to report: no training_curves.json/training_summary.json, X.summary.json or "
-            "replay summary.json found",
-            run_dir,
+            "replay summary.json found"
         )
+        if data.warnings:  # name what was there but unreadable, on the one error line
+            message += " (" + "; ".join(" ".join(w.split()) for w in data.warnings[:5]) + ")"
+        raise InputError(message, run_dir)
     out = Path(out) if out is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     document, _ = build_document(data, out / "figures", title)

@@ -30,10 +30,13 @@ PREDICTOR_CHOICES = ("frequency", "pattern", "model", "base", "lora", "hybrid")
 def fit(train_traces: str | Path | Sequence[TraceRecord], out: str | Path) -> dict[str, Predictor]:
     """Fit the frequency and pattern tables and save them as ``OUT/frequency.json`` and
     ``OUT/pattern.json``."""
-    traces = (
-        read_records(train_traces, TraceRecord) if isinstance(train_traces, (str, Path)) else train_traces
-    )
-    return fit_tables(list(traces), out)
+    if isinstance(train_traces, (str, Path)):
+        traces = read_records(train_traces, TraceRecord)
+        if not traces:
+            raise InputError("no training traces to fit: the file has no records", train_traces)
+    else:
+        traces = list(train_traces)
+    return fit_tables(traces, out)
 
 
 def expand_names(names: Sequence[str], has_adapter: bool) -> list[str]:
@@ -127,7 +130,15 @@ def latency_settings(
         path = Path(latency_file)
         if not path.is_file():
             raise InputError("no such latency file", path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise InputError(f"invalid UTF-8 at byte {exc.start}", path) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise InputError(
+                f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path, mark.line + 1 if mark else None
+            ) from None
         if not isinstance(data, dict):
             raise InputError("a latency file is a mapping with actor / tool / speculator", path)
 
@@ -159,6 +170,19 @@ def latency_settings(
     return model, given
 
 
+def check_out_dir(out: str | Path) -> None:
+    """``--out`` must be a folder or creatable as one: a file in the way stops the command."""
+    path = Path(out)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                why = "is a file, expected a folder for the outputs (--out)"
+                raise InputError(
+                    why if existing == path else f"is a file, so --out {path} cannot be created", existing
+                )
+            return
+
+
 def run_replay(
     traces: str | Path | Sequence[TraceRecord],
     registry: Registry,
@@ -167,6 +191,7 @@ def run_replay(
     settings: ReplaySettings,
     limit: int | None = None,
 ) -> dict[str, Any]:
+    check_out_dir(out)
     records = read_records(traces, TraceRecord) if isinstance(traces, (str, Path)) else list(traces)
     if limit:
         records = records[:limit]
@@ -179,6 +204,7 @@ __all__ = [
     "PREDICTOR_CHOICES",
     "adapter_form",
     "build_predictors",
+    "check_out_dir",
     "expand_names",
     "fit",
     "latency_settings",

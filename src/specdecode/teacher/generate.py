@@ -65,6 +65,8 @@ def load_questions(path: str | Path, split: str = "validation") -> list[Question
 def _resume(path: Path) -> dict[str, dict[str, Any]]:
     """Rows already written, by id (a torn last line from a kill is ignored)."""
     done: dict[str, dict[str, Any]] = {}
+    if path.is_dir():
+        raise InputError("is a directory, expected a traces file (--out)", path)
     if not path.exists():
         return done
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():

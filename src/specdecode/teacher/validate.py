@@ -37,8 +37,21 @@ class TraceValidator:
             if validator is None or name not in allowed:
                 found.append(f"step {number}: unknown tool {name!r}")
                 continue
-            errors = sorted(validator.iter_errors(step.action.arguments), key=lambda e: list(e.path))
-            for error in errors[:3]:
-                where = "/".join(str(p) for p in error.path)
-                found.append(f"step {number}: {name}: {where + ': ' if where else ''}{error.message}")
+            found.extend(
+                f"step {number}: {name}: {issue}"
+                for issue in self.argument_errors(name, step.action.arguments)
+            )
+        return found
+
+    def argument_errors(self, name: str, arguments: object) -> list[str]:
+        """``field: message`` for the first (up to 3) ways ``arguments`` break tool ``name``'s
+        schema; empty when they fit or the tool is not in the registry."""
+        validator = self._validators.get(name)
+        if validator is None:
+            return []
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+        found: list[str] = []
+        for error in errors[:3]:
+            where = "/".join(str(p) for p in error.path)
+            found.append(f"{where + ': ' if where else ''}{error.message}")
         return found

@@ -221,6 +221,40 @@ def _existing_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(output_dir.glob("checkpoint-*")) if output_dir.is_dir() else []
 
 
+def _complete_checkpoint(folder: Path) -> bool:
+    """Saved to the end: the trainer state (written last) parses, and the adapter weights are there."""
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any((folder / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin"))
+
+
+def _last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` that was saved to the end; warns about newer half-written ones
+    (a kill during a save) that it skips."""
+
+    def step(folder: Path) -> str:
+        return folder.name.removeprefix("checkpoint-")
+
+    numbered = [p for p in _existing_checkpoints(output_dir) if p.is_dir() and step(p).isdigit()]
+    skipped: list[str] = []
+    found: Path | None = None
+    for folder in sorted(numbered, key=lambda p: int(step(p)), reverse=True):
+        if _complete_checkpoint(folder):
+            found = folder
+            break
+        skipped.append(folder.name)
+    if skipped:
+        console.print(
+            f"[yellow]warning:[/] --resume: skipping incomplete checkpoint(s) {', '.join(skipped)} in "
+            f"{output_dir} (no trainer_state.json or adapter weights: a save cut short?)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return str(found) if found is not None else None
+
+
 @dataclass
 class Run:
     """What setup hands to training: the trainer, its data and where it starts from."""
@@ -239,7 +273,6 @@ def setup(config: TrainConfig) -> Run:
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from specdecode.models import load_model, load_tokenizer, resolve_model
 
@@ -282,7 +315,7 @@ def setup(config: TrainConfig) -> Run:
         eval_dataset=Dataset.from_list(val_rows),
         callbacks=callbacks,
     )
-    last = get_last_checkpoint(str(output_dir)) if checkpoints else None
+    last = _last_complete_checkpoint(output_dir) if checkpoints else None
     if config.resume and last is None:
         console.print("[yellow]--resume: no checkpoint found, starting from the beginning[/]")
     return Run(trainer, tokenizer, train_rows, val_rows, reports, last, started)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from specdecode.errors import InputError
 from specdecode.evaluate.backends.types import Generation, GenerationConfig, Request, finish_text
 from specdecode.evaluate.stops import CallScanner
 
@@ -36,6 +37,7 @@ class OpenAIBackend:
     ):
         from openai import OpenAI
 
+        self.base_url = base_url
         self.client = OpenAI(
             base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout, max_retries=2
         )
@@ -71,6 +73,23 @@ class OpenAIBackend:
         return kwargs
 
     def _one(self, request: Request, config: GenerationConfig, model: str, index: int, n: int) -> Generation:
+        """One request; a failed one (server unreachable, timeout, 4xx/5xx) stops the command."""
+        from openai import APIError
+
+        try:
+            return self._request(request, config, model, index, n)
+        except APIError as exc:
+            text = " ".join(str(exc).split())  # one line, even for a multi-line server body
+            key = self.client.api_key
+            if key and key != "EMPTY":
+                text = text.replace(key, "***")  # never print the key, even if the server echoes it
+            raise InputError(
+                f"request to --base-url {self.base_url} failed: {type(exc).__name__}: {text}"
+            ) from None
+
+    def _request(
+        self, request: Request, config: GenerationConfig, model: str, index: int, n: int
+    ) -> Generation:
         kwargs = self.request_kwargs(request, config, model, index)
         if self.stream:
             return self._streamed(kwargs, config, n)
