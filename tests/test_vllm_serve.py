@@ -83,46 +83,53 @@ def test_vllm_serve_as_teacher(server: VLLMServer, synth_split: Path, tmp_path: 
     questions = tmp_path / "questions.jsonl"
     lines = (synth_split / "test.jsonl").read_text(encoding="utf-8").splitlines()[:N_QUESTIONS]
     questions.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    ids = [json.loads(line)["id"] for line in lines]
+    ids = sorted(json.loads(line)["id"] for line in lines)
     cache = tmp_path / "cache.sqlite"
 
-    def generate(out: Path) -> dict:
+    def generate(out: Path, json_mode: str) -> tuple[dict, list[dict], list[dict]]:
         proc = _cli(
             "traces", "generate", questions,
             "--provider", "openai", "--model", BASE, "--base-url", server.url,
-            "--json-mode", "object", "--max-tokens", "256", "--concurrency", str(N_QUESTIONS),
+            "--json-mode", json_mode, "--max-tokens", "256", "--concurrency", str(N_QUESTIONS),
             "--timeout", "90", "--max-attempts", "2", "--backoff", "0.2",
             "--cache", cache, "--out", out, "--no-progress",
         )  # fmt: skip
         assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{server.log()}"
-        return json.loads(out.with_suffix(".summary.json").read_text(encoding="utf-8"))
+        summary = json.loads(out.with_suffix(".summary.json").read_text(encoding="utf-8"))
+        traces, errors = _rows(out), _rows(out.with_suffix(".errors.jsonl"))
+        # Every question is answered or recorded as an error, once; the server answered every
+        # request, so what failed, failed to parse (the raw reply is kept).
+        assert sorted([r["id"] for r in traces] + [r["id"] for r in errors]) == ids
+        assert all(r["error_kind"] == "parse" and "raw" in r for r in errors), errors
+        assert summary["traces"] == len(traces) and summary["failed"] == len(errors)
+        assert summary["client"]["retries"] == 0 and not summary["client"]["failed_attempts"]
+        assert all(r["teacher"] == {"provider": "openai", "model": BASE} for r in traces)
+        print(f"teacher ({json_mode}): {len(traces)} traces, {len(errors)} unparsed; {summary['client']}")
+        return summary, traces, errors
 
-    out = tmp_path / "traces.jsonl"
-    first = generate(out)
-    traces, errors = _rows(out), _rows(out.with_suffix(".errors.jsonl"))
-    written = [r["id"] for r in traces]
-    failed = [r["id"] for r in errors]
-    assert sorted(written + failed) == sorted(ids)  # every question answered or recorded, once
-    # The server answered every request: what failed, failed to parse (the raw reply is kept).
-    assert all(r["error_kind"] == "parse" and "raw" in r for r in errors), errors
+    # JSON mode (vLLM's json_object): the 135M model writes JSON, rarely a trace.
+    out = tmp_path / "object.jsonl"
+    first, traces, errors = generate(out, "object")
     stats = first["client"]
-    print(f"teacher: {len(traces)} traces ({first['valid']} valid), {len(errors)} unparsed; {stats}")
-    assert first["n"] == N_QUESTIONS and first["traces"] == len(traces) and first["failed"] == len(errors)
-    assert stats["calls"] >= N_QUESTIONS and stats["retries"] == 0
+    assert stats["calls"] == N_QUESTIONS and stats["completion_tokens"] > 0
     assert stats["cache"] == {"enabled": True, "hits": 0, "misses": N_QUESTIONS}
-    assert stats["completion_tokens"] > 0
-    assert all(r["teacher"] == {"provider": "openai", "model": BASE} for r in traces)
-
-    # A rerun into a fresh file: every parsed reply comes from the cache; only replies that did
-    # not parse (dropped from the cache so they are asked again) make calls.
-    again = generate(tmp_path / "again.jsonl")
-    assert again["client"]["calls"] == len(errors)
-    assert again["client"]["cache"]["hits"] == len(traces)
-    assert _rows(tmp_path / "again.jsonl") == traces
-    # A rerun into the same file resumes: nothing written is asked again.
-    resumed = generate(out)
+    # A rerun into the same file resumes: nothing written is asked again; replies that did not
+    # parse were dropped from the cache (generate.py), so those, and only those, are asked again.
+    resumed, _, _ = generate(out, "object")
     assert resumed["resumed"] == len(traces)
     assert resumed["client"]["calls"] == len(errors)
+    assert resumed["client"]["cache"]["hits"] == 0  # asked again, not replayed
+
+    # The trace schema (vLLM's structured outputs) makes replies parse (up to --max-tokens); a
+    # rerun into a fresh file takes every parsed reply from the cache, making calls only for the
+    # ones that did not parse (none, when all did).
+    schema_out = tmp_path / "schema.jsonl"
+    _, traces, errors = generate(schema_out, "schema")
+    assert traces, "no reply in the trace schema parsed"
+    again, replayed, _ = generate(tmp_path / "schema-again.jsonl", "schema")
+    assert again["client"]["cache"]["hits"] == len(traces)
+    assert again["client"]["calls"] == len(errors)
+    assert replayed == traces
 
 
 def test_vllm_serve_as_openai_eval_backend(
@@ -154,4 +161,4 @@ def test_vllm_serve_as_openai_eval_backend(
         same = [r["id"] for r in rows if r[f"{side}_pred"] == hf[r["id"]][f"{side}_pred"]]
         differ = [(r[f"{side}_pred"], hf[r["id"]][f"{side}_pred"]) for r in rows if r["id"] not in same]
         print(f"{side}: {len(same)}/{N_EXAMPLES} answers identical to hf")
-        assert len(same) >= 0.75 * N_EXAMPLES, f"{side}: {len(same)}/{N_EXAMPLES} identical; {differ}"
+        assert len(same) >= N_EXAMPLES - 1, f"{side}: {len(same)}/{N_EXAMPLES} identical; {differ}"
