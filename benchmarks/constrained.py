@@ -43,11 +43,15 @@ def main() -> None:
     from specdecode import load_registry
     from specdecode.evaluate.backends import GenerationConfig, make_backend
     from specdecode.evaluate.run import load_examples, score
+    from specdecode.models import adapter_form
     from specdecode.prompts import PromptOptions
 
     registry = load_registry(opts.registry)
-    free = load_examples(opts.test_file, "next-call", registry, PromptOptions())
-    constrained = load_examples(opts.test_file, "next-call", registry, PromptOptions(), constrained=True)
+    form = adapter_form(opts.lora_dir)  # prompts in the form the adapter was trained on
+    free = load_examples(opts.test_file, "next-call", registry, PromptOptions(), prompt_form=form)
+    constrained = load_examples(
+        opts.test_file, "next-call", registry, PromptOptions(), prompt_form=form, constrained=True
+    )
     if opts.n:
         free, constrained = free[: opts.n], constrained[: opts.n]
     config = GenerationConfig(max_new_tokens=96, stop_at_first_call=True, batch_size=opts.batch_size)
@@ -82,8 +86,8 @@ def main() -> None:
 
     print(
         f"\n{len(free)} next-call steps of {opts.test_file} ({opts.registry}), {opts.base_model} + "
-        f"{opts.lora_dir}, dtype {opts.dtype}, batch {opts.batch_size}; {platform.machine()}, "
-        f"{os.cpu_count()} cores, CUDA: {torch.cuda.is_available()}"
+        f"{opts.lora_dir} ({form} prompts), dtype {opts.dtype}, batch {opts.batch_size}; "
+        f"{platform.machine()}, {os.cpu_count()} cores, CUDA: {torch.cuda.is_available()}"
     )
     print(
         "| backend | model | decoding | parse ok | unknown tools | first_call_name | first_call_exact "

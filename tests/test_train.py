@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -71,6 +72,14 @@ def test_tiny_qwen3_assistant_loss_falls(tiny_qwen3: Path, synth_split: Path, tm
     curves = json.loads((out / "training_curves.json").read_text())
     assert curves["train"][-1]["loss"] < curves["train"][0]["loss"]
     assert all(v["perplexity"] > 1 for v in curves["validation"])
+    # the curve starts at the evaluation before training and has one point per step
+    assert curves["validation"][0] == {
+        "step": 0,
+        "loss": summary["initial_eval_loss"],
+        "perplexity": pytest.approx(math.exp(summary["initial_eval_loss"])),
+    }
+    steps = [v["step"] for v in curves["validation"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 16
     for name in (
         "adapter_model.safetensors",
         "adapter_config.json",

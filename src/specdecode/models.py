@@ -244,3 +244,17 @@ def load_model(
         return AutoModelForCausalLM.from_pretrained(model, **kwargs)
     except OSError as exc:
         raise InputError(f"cannot load the model: {_first_line(exc)}", model) from None
+
+
+def adapter_form(lora_dir: str | Path | None) -> str:
+    """The prompt form an adapter was trained on (``train_config.yaml``'s ``form``; default steps)."""
+    path = Path(lora_dir) / "train_config.yaml" if lora_dir else None
+    if path is None or not path.is_file():
+        return "steps"
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return "steps"
+    return str(data.get("form") or "steps") if isinstance(data, dict) else "steps"

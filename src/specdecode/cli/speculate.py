@@ -45,9 +45,9 @@ def _pct(summary: dict, key: str) -> str:
 def replay_cmd(settings: ReplayCommandSettings) -> None:
     """Replay gold traces step by step: hit@1/hit@k per predictor, paired tests, simulated speed-up."""
     from specdecode.errors import InputError
+    from specdecode.models import adapter_form
     from specdecode.prompts import PromptOptions
     from specdecode.registry import load_registry
-    from specdecode.speculate.predictors.model import adapter_form
     from specdecode.speculate.replay import ReplaySettings
     from specdecode.speculate.run import (
         build_predictors,

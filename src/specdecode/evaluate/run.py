@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from specdecode.data.convert import convert, step_examples
 from specdecode.errors import InputError
 from specdecode.evaluate.backends import Backend, Generation, GenerationConfig, Request
 from specdecode.evaluate.metrics import (
@@ -33,6 +34,7 @@ from specdecode.evaluate.metrics import (
 )
 from specdecode.evaluate.parse import parse_calls
 from specdecode.jsonl import append_jsonl, iter_json_lines, read_records, write_json, write_jsonl
+from specdecode.models import adapter_form
 from specdecode.prompts import PromptOptions, call_text
 from specdecode.records import ChatRecord, ToolCall, ToolSpec, TraceRecord
 from specdecode.registry import Registry
@@ -105,19 +107,11 @@ def _offered_tools(chat: ChatRecord, registry: Registry, trace: TraceRecord | No
 def _trace_chats(
     traces: Sequence[TraceRecord], mode: str, registry: Registry, options: PromptOptions, prompt_form: str
 ) -> list[ChatRecord]:
-    import importlib
-
-    conversion = importlib.import_module(
-        "specdecode.data.convert"
-    )  # the package exports a function of that name
     if mode == "trace":
-        return conversion.convert(traces, "plain", registry, options)
+        return convert(traces, "plain", registry, options)
     if prompt_form == "conversation":
-        step_examples = getattr(conversion, "step_examples", None)
-        if step_examples is None:
-            raise InputError("the conversation prompt form is not available in this version")
         return step_examples(traces, registry, options, prompt_form="conversation")
-    return conversion.convert(traces, "steps", registry, options)
+    return convert(traces, "steps", registry, options)
 
 
 def load_examples(
@@ -560,17 +554,10 @@ def run_fingerprint(settings: EvalSettings, registry: Registry, prompt_form: str
 
 
 def resolve_prompt_form(settings: EvalSettings) -> str:
-    """``auto``: the form the adapter was trained on (its train_config.yaml), else ``steps``."""
+    """``auto``: the form the adapter was trained on, else ``steps``."""
     if settings.prompt_form != "auto":
         return settings.prompt_form
-    config = Path(settings.lora_dir) / "train_config.yaml" if settings.lora_dir else None
-    if config is not None and config.is_file():
-        import yaml
-
-        form = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("form")
-        if form == "conversation":
-            return "conversation"
-    return "steps"
+    return "conversation" if adapter_form(settings.lora_dir) == "conversation" else "steps"
 
 
 @dataclass

@@ -48,7 +48,7 @@ def speculation_stage(
     import importlib.util
 
     from specdecode.evaluate.backends import make_backend
-    from specdecode.speculate.predictors.model import adapter_form
+    from specdecode.models import adapter_form
     from specdecode.speculate.replay import ReplaySettings
     from specdecode.speculate.run import build_predictors, fit, latency_settings, run_replay
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from specdecode.errors import InputError
 from specdecode.jsonl import read_records
+from specdecode.models import adapter_form
 from specdecode.prompts import PromptOptions
 from specdecode.records import TraceRecord
 from specdecode.registry import Registry
@@ -20,7 +21,6 @@ from specdecode.speculate.predictors import (
     fit_tables,
     load_table,
 )
-from specdecode.speculate.predictors.model import adapter_form
 from specdecode.speculate.replay import ReplaySettings, replay
 from specdecode.speculate.simulate import Distribution, LatencyModel
 

@@ -159,26 +159,26 @@ def _training_args(config: TrainConfig) -> Any:
     )
 
 
-def curves(log_history: list[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
-    """Training and validation curves (with perplexity) from the trainer's log history."""
-    train, val = [], []
-    for entry in log_history:
-        if "loss" in entry:
-            train.append(
-                {
-                    "step": entry["step"],
-                    "loss": entry["loss"],
-                    "learning_rate": entry.get("learning_rate", 0.0),
-                }
-            )
-        if "eval_loss" in entry:
-            val.append(
-                {
-                    "step": entry["step"],
-                    "loss": entry["eval_loss"],
-                    "perplexity": math.exp(min(entry["eval_loss"], 50)),
-                }
-            )
+def curves(
+    log_history: list[dict[str, Any]], initial_eval_loss: float | None = None
+) -> dict[str, list[dict[str, float]]]:
+    """Training and validation curves (with perplexity) from the trainer's log history.
+
+    The evaluation before training (lost from the history when training starts) is the
+    validation curve's step 0; the final evaluation repeats the last step's and is dropped."""
+    train = [
+        {"step": e["step"], "loss": e["loss"], "learning_rate": e.get("learning_rate", 0.0)}
+        for e in log_history
+        if "loss" in e
+    ]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    if initial_eval_loss is not None:
+        evals.insert(0, (0, initial_eval_loss))
+    val: list[dict[str, float]] = []
+    for step, loss in evals:
+        if val and val[-1]["step"] == step:
+            continue
+        val.append({"step": step, "loss": loss, "perplexity": math.exp(min(loss, 50))})
     return {"train": train, "validation": val}
 
 
@@ -366,7 +366,10 @@ def save(config: TrainConfig, run: Run, summary: dict[str, Any]) -> None:
     registry = load_registry(config.registry)
     with atomic_path(output_dir / "tools.yaml") as tmp:
         tmp.write_text(yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False))
-    write_json(output_dir / "training_curves.json", curves(trainer.state.log_history))
+    write_json(
+        output_dir / "training_curves.json",
+        curves(trainer.state.log_history, summary["initial_eval_loss"]),
+    )
     write_json(output_dir / "training_summary.json", summary)
     with atomic_path(output_dir / "README.md") as tmp:
         tmp.write_text(_model_card(config, summary), encoding="utf-8")

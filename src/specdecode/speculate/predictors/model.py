@@ -13,7 +13,6 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from specdecode.evaluate.parse import parse_calls
@@ -22,22 +21,6 @@ from specdecode.records import ToolCall, ToolSpec
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext, dedupe
 
 FIRST_CALL_STOPS = ("}}", "</tool_call>")
-
-
-def adapter_form(lora_dir: str | Path | None) -> str:
-    """The prompt form an adapter was trained on (``train_config.yaml``'s ``form``; default steps)."""
-    if not lora_dir:
-        return "steps"
-    path = Path(lora_dir) / "train_config.yaml"
-    if not path.is_file():
-        return "steps"
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        return "steps"
-    return str(data.get("form") or "steps")
 
 
 def step_prompt(
