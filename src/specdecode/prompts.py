@@ -15,6 +15,10 @@ Four forms (see DESIGN.md and docs/training-forms.md):
   The speculator's prompt for call k is this conversation cut before call k
   (``conversation_messages(..., history=trace[:k])``), so the prompt of step k+1 extends the
   prompt of step k and the rendered prompt is a token prefix of the training conversation.
+
+Every other text a model is shown lives here too: the teacher's instructions and reply schema
+(``teacher_messages``, ``trace_schema``) and the LLM judges' rubrics (``JUDGE_*_SYSTEM``,
+``judge_context``, ``judge_answer``).
 """
 
 from __future__ import annotations
@@ -300,3 +304,94 @@ def render_prompt(
     elif tools or any(m.get("tool_calls") for m in messages):
         messages = _textualise(messages, tools)
     return tokenizer.apply_chat_template(messages, **kwargs)
+
+
+# --- The teacher: what the expensive agent is asked (``specdecode traces generate``) ---------
+# The tool list uses ``render_tools``, the renderer of the speculator's prompts, so the teacher
+# and the speculator see the same tool names.
+
+TEACHER_INSTRUCTIONS = """You are an expert research agent. Solve the user's question by planning \
+the tool calls you would make, step by step, using only the tools listed below.
+
+Reply with exactly one JSON object and nothing else:
+{"trace": [{"thought": "why this step", "action": {"tool_name": "<a listed tool>", \
+"arguments": {...}}}, ...], "final_answer": "the answer"}
+
+Rules:
+- Every action names one listed tool and gives arguments that match its parameters.
+- Thoughts are short and say what you expect to learn from the call.
+- Use as few steps as the question needs; give your best final answer."""
+
+
+def teacher_messages(
+    question: str, tools: Sequence[ToolSpec], style: ToolStyle = "json"
+) -> list[dict[str, str]]:
+    """System (instructions and tools) and user (the question) messages."""
+    listing = render_tools(tools, style)
+    return [
+        {"role": "system", "content": f"{TEACHER_INSTRUCTIONS}\n\nAvailable tools:\n{listing}"},
+        {"role": "user", "content": f"Question: {question}"},
+    ]
+
+
+def trace_schema(tool_names: Sequence[str]) -> dict[str, Any]:
+    """JSON Schema of the reply, for providers that enforce a response schema."""
+    return {
+        "type": "object",
+        "properties": {
+            "trace": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "thought": {"type": "string"},
+                        "action": {
+                            "type": "object",
+                            "properties": {
+                                "tool_name": {"type": "string", "enum": list(tool_names)},
+                                "arguments": {"type": "object"},
+                            },
+                            "required": ["tool_name", "arguments"],
+                        },
+                    },
+                    "required": ["thought", "action"],
+                },
+            },
+            "final_answer": {"type": "string"},
+        },
+        "required": ["trace", "final_answer"],
+    }
+
+
+# --- LLM judges (``--judge gemini|openai|pairwise-*``) -----------------------------------------
+
+MAX_JUDGE_ANSWER_CHARS = 1500
+
+JUDGE_POINTWISE_SYSTEM = """You grade an AI agent's tool calls against the reference tool calls.
+Judge the tool names (arguments matter only to break doubt):
+- 1.0: every reference tool is called, by the right name, in the right order;
+- 0.5: some tool names are right;
+- 0.0: the tool names are wrong, or no tool was called.
+Reply with one JSON object: {"score": 1.0 | 0.5 | 0.0, "reason": "one sentence"}."""
+
+JUDGE_PAIRWISE_SYSTEM = """You compare two AI agents' tool calls against the reference tool calls.
+Prefer the answer whose tool names match the reference (in order); when the names are equally
+good, prefer matching arguments. Say "tie" when neither is better. Ignore the answers' order
+and length. Reply with one JSON object: {"winner": "A" | "B" | "tie", "reason": "one sentence"}."""
+
+
+def judge_answer(pred_raw: str, pred_calls: list[dict[str, Any]]) -> str:
+    """One answer as a judge sees it: the raw text (cut at ``MAX_JUDGE_ANSWER_CHARS``) and the
+    calls extracted from it."""
+    raw = pred_raw
+    if len(raw) > MAX_JUDGE_ANSWER_CHARS:
+        raw = raw[:MAX_JUDGE_ANSWER_CHARS] + " …(cut)"
+    calls = json.dumps(pred_calls, ensure_ascii=False)
+    return f"Raw answer:\n{raw or '(empty)'}\nTool calls extracted from it: {calls}"
+
+
+def judge_context(question: str, gold: list[dict[str, Any]], mode: str) -> str:
+    """The task, the question with its context, and the reference calls."""
+    task = "the agent's next tool call" if mode == "next-call" else "the agent's whole sequence of tool calls"
+    reference = json.dumps(gold, ensure_ascii=False)
+    return f"Task: predict {task}.\n\nQuestion and context:\n{question}\n\nReference tool calls: {reference}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from specdecode.records import ToolCall
@@ -169,3 +169,30 @@ def failure_modes(rows: Sequence[dict[str, Any]], prefix: str = "") -> dict[str,
         counts["loop"] += has_loop(pred)
         counts["over_action"] += len(pred) > len(gold) + 2
     return counts
+
+
+# --- agreement between two raters (an LLM judge and the deterministic scorer) ---
+
+
+def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
+    """κ = (p_o − p_e) / (1 − p_e) for two raters' labels; None when undefined (p_e = 1 or no items)."""
+    if len(a) != len(b):
+        raise ValueError("both raters need the same number of labels")
+    n = len(a)
+    if n == 0:
+        return None
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    ca, cb = Counter(a), Counter(b)
+    expected = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
+    if expected >= 1.0:
+        return None
+    return (observed - expected) / (1.0 - expected)
+
+
+def confusion_table(judge: Sequence[str], reference: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """``{judge_label: {reference_label: count}}`` over the given labels (rows: the LLM judge)."""
+    table = {x: dict.fromkeys(labels, 0) for x in labels}
+    for x, y in zip(judge, reference):
+        table.setdefault(x, dict.fromkeys(labels, 0))
+        table[x][y] = table[x].get(y, 0) + 1
+    return table

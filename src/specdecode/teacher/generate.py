@@ -33,12 +33,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from specdecode.errors import InputError
 from specdecode.jsonl import append_jsonl, describe_validation_error, read_records, write_json, write_jsonl
-from specdecode.prompts import ToolStyle
+from specdecode.prompts import ToolStyle, teacher_messages, trace_schema
 from specdecode.records import QuestionRecord, TraceRecord
 from specdecode.registry import Registry
 from specdecode.teacher.client import CallFailed, LLMClient
 from specdecode.teacher.jsonfix import ReplyParseError, parse_reply
-from specdecode.teacher.prompt import teacher_messages, trace_schema
 from specdecode.teacher.validate import TraceValidator
 
 console = Console(stderr=True)

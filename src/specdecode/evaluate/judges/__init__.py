@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from specdecode.errors import InputError
-from specdecode.evaluate.judges.agreement import cohen_kappa, confusion_table
 from specdecode.evaluate.judges.base import DeterministicJudge, Verdict
+from specdecode.evaluate.metrics import cohen_kappa, confusion_table
 
 JUDGES = ("deterministic", "gemini", "openai", "pairwise-gemini", "pairwise-openai")
 

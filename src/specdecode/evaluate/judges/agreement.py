@@ -1,38 +1,15 @@
-"""How far an LLM judge agrees with the deterministic scorer: Cohen's κ and the confusion table."""
+"""How far an LLM judge agrees with the deterministic scorer: Cohen's κ and the confusion table
+(both computed in :mod:`specdecode.evaluate.metrics`) over compare rows."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from specdecode.evaluate.judges.base import DeterministicJudge
+from specdecode.evaluate.metrics import cohen_kappa, confusion_table
 
 WINNERS = ("base", "lora", "tie")
-
-
-def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
-    """κ = (p_o − p_e) / (1 − p_e) for two raters' labels; None when undefined (p_e = 1 or no items)."""
-    if len(a) != len(b):
-        raise ValueError("both raters need the same number of labels")
-    n = len(a)
-    if n == 0:
-        return None
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
-    if expected >= 1.0:
-        return None
-    return (observed - expected) / (1.0 - expected)
-
-
-def confusion_table(judge: Sequence[str], reference: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
-    """``{judge_label: {reference_label: count}}`` over the given labels (rows: the LLM judge)."""
-    table = {x: dict.fromkeys(labels, 0) for x in labels}
-    for x, y in zip(judge, reference):
-        table.setdefault(x, dict.fromkeys(labels, 0))
-        table[x][y] = table[x].get(y, 0) + 1
-    return table
 
 
 def deterministic_winner(row: dict[str, Any]) -> str:

@@ -21,7 +21,6 @@ or ``OPENAI_API_KEY``), ``max_calls`` (``SPECDECODE_JUDGE_MAX_CALLS``), ``timeou
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,25 +31,12 @@ from typing import Any
 from specdecode.errors import InputError
 from specdecode.evaluate.judges.agreement import score_agreement, winner_agreement
 from specdecode.evaluate.judges.base import Verdict
+from specdecode.prompts import JUDGE_PAIRWISE_SYSTEM, JUDGE_POINTWISE_SYSTEM, judge_answer, judge_context
 from specdecode.teacher.client import CallFailed, ClientConfig, LLMClient, RetryPolicy
 from specdecode.teacher.jsonfix import ReplyParseError, parse_reply
 from specdecode.teacher.providers import GenerationSettings
 
 DEFAULT_MODELS = {"gemini": "gemini-2.5-flash", "openai": "gpt-4o-mini"}
-MAX_ANSWER_CHARS = 1500
-
-POINTWISE_SYSTEM = """You grade an AI agent's tool calls against the reference tool calls.
-Judge the tool names (arguments matter only to break doubt):
-- 1.0: every reference tool is called, by the right name, in the right order;
-- 0.5: some tool names are right;
-- 0.0: the tool names are wrong, or no tool was called.
-Reply with one JSON object: {"score": 1.0 | 0.5 | 0.0, "reason": "one sentence"}."""
-
-PAIRWISE_SYSTEM = """You compare two AI agents' tool calls against the reference tool calls.
-Prefer the answer whose tool names match the reference (in order); when the names are equally
-good, prefer matching arguments. Say "tie" when neither is better. Ignore the answers' order
-and length. Reply with one JSON object: {"winner": "A" | "B" | "tie", "reason": "one sentence"}."""
-
 POINTWISE_SCHEMA = {
     "type": "object",
     "properties": {"score": {"type": "number"}, "reason": {"type": "string"}},
@@ -139,18 +125,11 @@ def _gold(example: Any, mode: str) -> list[dict[str, Any]]:
 
 
 def _answer(scored: dict[str, Any]) -> str:
-    raw = str(scored.get("pred_raw") or "")
-    if len(raw) > MAX_ANSWER_CHARS:
-        raw = raw[:MAX_ANSWER_CHARS] + " …(cut)"
-    calls = json.dumps(scored.get("pred_calls") or [], ensure_ascii=False)
-    return f"Raw answer:\n{raw or '(empty)'}\nTool calls extracted from it: {calls}"
+    return judge_answer(str(scored.get("pred_raw") or ""), scored.get("pred_calls") or [])
 
 
 def _context(example: Any, mode: str) -> str:
-    task = "the agent's next tool call" if mode == "next-call" else "the agent's whole sequence of tool calls"
-    gold = json.dumps(_gold(example, mode), ensure_ascii=False)
-    question = _question(example)
-    return f"Task: predict {task}.\n\nQuestion and context:\n{question}\n\nReference tool calls: {gold}"
+    return judge_context(_question(example), _gold(example, mode), mode)
 
 
 class LLMJudge:
@@ -197,7 +176,7 @@ class PointwiseJudge(LLMJudge):
         context = _context(example, mode)
         results = self._both(
             [
-                (POINTWISE_SYSTEM, f"{context}\n\nAgent's answer:\n{_answer(s)}", POINTWISE_SCHEMA)
+                (JUDGE_POINTWISE_SYSTEM, f"{context}\n\nAgent's answer:\n{_answer(s)}", POINTWISE_SCHEMA)
                 for s in (base, lora)
             ]
         )
@@ -244,7 +223,7 @@ class PairwiseJudge(LLMJudge):
         orders = (("ab", base, lora, ("base", "lora")), ("ba", lora, base, ("lora", "base")))
         jobs = [
             (
-                PAIRWISE_SYSTEM,
+                JUDGE_PAIRWISE_SYSTEM,
                 f"{context}\n\nAnswer A:\n{_answer(a)}\n\nAnswer B:\n{_answer(b)}",
                 PAIRWISE_SCHEMA,
             )
