@@ -477,3 +477,11 @@ def test_html_renders_in_chromium_without_network(run_dir: Path, tmp_path: Path)
     assert len(colours) > 200
     non_white = sum(n for n, (r, g, b) in colours if min(r, g, b) < 235) / (320 * 1000)
     assert non_white > 0.08
+
+
+def test_repeated_figures_are_named_after_their_result() -> None:
+    from specdecode.report.build import figure_suffixes
+
+    assert figure_suffixes(["compare", "compare_trace"]) == ["", "_compare_trace"]
+    assert figure_suffixes(["replay", "replay", "my run"]) == ["", "_replay", "_my_run"]
+    assert figure_suffixes(["a", "b", "b"]) == ["", "_b", "_b_2"]

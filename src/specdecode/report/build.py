@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,20 @@ def code(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- sections
+
+
+def figure_suffixes(names: list[str]) -> list[str]:
+    """File-name suffixes for repeated figures: none for the first result, then the result's own
+    name (``headline_metrics_compare_trace.png``), numbered only when names repeat."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        suffix = "" if i == 0 else "_" + (re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or str(i))
+        if suffix in out:
+            suffix = f"{suffix}_{i}"
+        out.append(suffix)
+    return out
+
+
 class Builder:
     def __init__(self, data: RunData, figures_dir: Path):
         self.data = data
@@ -231,8 +246,7 @@ class Builder:
         section = Section("comparison", "Base model vs adapter")
         headline_done = False
         ordered = sorted(self.data.comparisons, key=lambda r: r.summary.get("mode") != "next-call")
-        for i, result in enumerate(ordered):
-            suffix = "" if i == 0 else f"_{i}"
+        for result, suffix in zip(ordered, figure_suffixes([r.name for r in ordered])):
             self.compare_blocks(section, result, suffix, multiple=len(ordered) > 1)
             if not headline_done:
                 self.compare_cards(result)
@@ -519,10 +533,9 @@ class Builder:
         if not self.data.replays:
             return None
         section = Section("speculation", "Speculation")
-        for i, replay in enumerate(self.data.replays):
-            self.replay_blocks(
-                section, replay, "" if i == 0 else f"_{i}", multiple=len(self.data.replays) > 1, cards=i == 0
-            )
+        suffixes = figure_suffixes([r.dir.name for r in self.data.replays])
+        for i, (replay, suffix) in enumerate(zip(self.data.replays, suffixes)):
+            self.replay_blocks(section, replay, suffix, multiple=len(self.data.replays) > 1, cards=i == 0)
         return section
 
     def replay_blocks(
