@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
 
 import pytest
 
@@ -15,6 +14,19 @@ from agents import Agent, RunHooks, Runner, function_tool, set_tracing_disabled
 from agents.items import ModelResponse
 from agents.models.interface import Model
 from agents.usage import Usage
+from integration_scenario import (
+    ANSWER,
+    CALLS,
+    OBSERVATIONS,
+    QUESTION,
+    RUNS,
+    THINK,
+    TOOL,
+    check_speculated_run,
+    executor,
+    run_add_note,
+    run_search,
+)
 from openai.types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputMessage,
@@ -22,43 +34,22 @@ from openai.types.responses import (
 )
 
 from specdecode.integrations.openai_agents import AgentsSpeculation, history_from_items
-from specdecode.integrations.testing import ScriptedPredictor, call, registry_of
-from specdecode.speculate.executor import SpeculativeExecutor
 
 set_tracing_disabled(True)  # no trace export (it would try the network)
-
-THINK, TOOL = 0.1, 0.12
-CALLS = [
-    ("search", {"query": "a"}),
-    ("search", {"query": "b"}),
-    ("add_note", {"text": "x"}),
-    ("search", {"query": "c"}),
-    ("search", {"query": "d"}),
-]
-GUESSES = [
-    call("search", query="a"),
-    call("search", query="WRONG"),
-    call("add_note", text="x"),
-    call("search", query="c"),
-    call("search", query="d"),
-]
-runs: Counter = Counter()
 
 
 @function_tool
 def search(query: str) -> str:
     """Search the web."""
-    runs[("search", query)] += 1
     time.sleep(TOOL)
-    return f"results for {query}"
+    return run_search(query)
 
 
 @function_tool
 async def add_note(text: str) -> str:
     """Write a note (a side effect)."""
-    runs[("add_note", text)] += 1
     await asyncio.sleep(TOOL)
-    return "saved"
+    return run_add_note(text)
 
 
 class ScriptedModel(Model):
@@ -84,7 +75,7 @@ class ScriptedModel(Model):
             output = [
                 ResponseOutputMessage(
                     id="msg", type="message", role="assistant", status="completed",
-                    content=[ResponseOutputText(type="output_text", text="the answer", annotations=[])],
+                    content=[ResponseOutputText(type="output_text", text=ANSWER, annotations=[])],
                 )
             ]  # fmt: skip
         return ModelResponse(output=output, usage=Usage(), response_id=None)
@@ -106,37 +97,25 @@ async def run(spec: AgentsSpeculation | None, hooks: RunHooks | None = None):
     if spec is not None:
         agent, hooks = spec.agent(agent), spec.hooks(hooks)
     started = time.perf_counter()
-    result = await Runner.run(agent, "What is x?", hooks=hooks)
+    result = await Runner.run(agent, QUESTION, hooks=hooks)
     return time.perf_counter() - started, result
 
 
 def test_agents_sdk_hits_misses_and_time_saved():
     asyncio.run(run(None))  # warm up
-    runs.clear()
+    RUNS.clear()
     base, result = asyncio.run(run(None))
-    assert result.final_output == "the answer"
-    runs.clear()
-    ex = SpeculativeExecutor(ScriptedPredictor(GUESSES), registry_of({"search": True, "add_note": False}), {})
+    assert result.final_output == ANSWER
+    RUNS.clear()
+    ex = executor()
     inner = CountingHooks()
     try:
         wall, result = asyncio.run(run(AgentsSpeculation(ex), inner))
-        assert result.final_output == "the answer"
+        assert result.final_output == ANSWER
         outputs = [i.raw_item["output"] for i in result.new_items if i.type == "tool_call_output_item"]
-        assert outputs == ["results for a", "results for b", "saved", "results for c", "results for d"]
-        stats = ex.stats
-        assert (stats.hits, stats.misses, stats.direct) == (3, 1, 1)
-        assert stats.wasted_calls == 1 and stats.refused >= 1
-        assert runs == Counter(
-            {("search", "a"): 1, ("search", "b"): 1, ("search", "c"): 1, ("search", "d"): 1,
-             ("search", "WRONG"): 1, ("add_note", "x"): 1}
-        )  # fmt: skip
+        assert outputs == OBSERVATIONS
         assert inner.llm_starts == len(CALLS) + 1  # the user's own hooks still run
-        contexts = ex.predictor.contexts
-        assert contexts[0].question == "What is x?"
-        assert [s.observation for s in contexts[3].history] == ["results for a", "results for b", "saved"]
-        saved = base - wall
-        assert stats.time_saved > 2 * TOOL
-        assert abs(saved - stats.time_saved) <= 0.2 * stats.time_saved, (saved, stats.time_saved)
+        check_speculated_run(ex, base, wall)
     finally:
         ex.close()
 

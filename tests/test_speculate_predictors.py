@@ -110,9 +110,18 @@ def test_replay_summary_resume_and_read_only(fitted, tmp_path):
     # a torn line and a rerun: the rows are kept, the summary is the same
     with open(tmp_path / "steps.jsonl", "a") as fh:
         fh.write('{"predictor": "pattern", "id"')
+    with open(tmp_path / "steps.jsonl", "ab") as fh:
+        fh.write('{"predictor": "pattern", "id": "\u00e9'.encode()[:-1])  # cut inside a character
     again = replay(test, REG, tables, tmp_path, settings)
     assert again["pattern"]["rates"] == first["pattern"]["rates"]
     assert len((tmp_path / "steps.jsonl").read_text().splitlines()) == len(rows)
+    # a pattern table refitted on other traces is another predictor: its rows are replayed again
+    refit = fit_tables(synthesize(30, seed=7))
+    assert refit["pattern"].describe() != tables["pattern"].describe()
+    third = replay(test, REG, {"pattern": refit["pattern"]}, tmp_path, settings)
+    fresh = replay(test, REG, {"pattern": refit["pattern"]}, tmp_path / "fresh", settings)
+    assert fresh["pattern"]["rates"] != first["pattern"]["rates"]  # (so stale rows would show)
+    assert third["pattern"]["rates"] == fresh["pattern"]["rates"]
 
 
 class FakeBackend:

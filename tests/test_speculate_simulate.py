@@ -73,11 +73,15 @@ def test_zero_tool_latency_saves_nothing():
 def test_k_candidates_waste_the_others():
     hit = simulate_step(Step(2.0, 1.0, 0.5, hit=True, launched=3, wasted_tool_seconds=2.5))
     assert hit.speculative == 2.0 and hit.wasted_calls == 2
-    assert hit.wasted_tool_seconds == pytest.approx(2 * 2.5 / 3)
+    # the given seconds are those of the calls that are not the hit (as replay passes them)
+    assert hit.wasted_tool_seconds == 2.5
     miss = simulate_step(Step(2.0, 1.0, 0.5, hit=False, launched=3, wasted_tool_seconds=2.5))
     assert miss.speculative == 3.0 and miss.wasted_calls == 3 and miss.wasted_tool_seconds == 2.5
     totals = simulate([Step(2.0, 1.0, 0.5, hit=True, launched=3), Step(2.0, 1.0, 0.5, hit=False, launched=3)])
     assert totals.wasted_calls == 5 and totals.launched == 6
+    assert totals.wasted_tool_seconds == 5.0  # not given: the step's tool time per wasted call
+    free = simulate_step(Step(2.0, 1.0, 0.5, hit=False, launched=2, wasted_tool_seconds=0.0))
+    assert free.wasted_calls == 2 and free.wasted_tool_seconds == 0.0  # instant tools waste no time
     assert totals.summary(cost_per_call=0.01)["wasted_cost"] == pytest.approx(0.05)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -81,19 +82,25 @@ def data_stage(out: Path, n: int, seed: int, registry: str) -> dict[str, Any]:
         levels[name] = {"L1": level_count[1], "L2": level_count[2], "L3": level_count[3], "total": len(split)}
         counts[name] = {}
         for form in ("plain", "native", "steps", "conversation"):
-            try:
-                chats = convert(split, form, reg)
-            except ValueError:  # a form this version cannot write
-                continue
+            chats = convert(split, form, reg)
             counts[name][form] = write_jsonl(out / "chat" / f"{name}.{form}.jsonl", chats)
     return {"levels": levels, "examples": counts, "n": n, "seed": seed, "registry": registry}
 
 
 def train_stage(out: Path, seed: int, max_steps: int, form: str) -> dict[str, Any]:
-    """LoRA-train the embedded SmolLM2 on the training split (resumes if interrupted)."""
+    """LoRA-train the embedded SmolLM2 on the training split. An interrupted run of the same
+    settings resumes from its checkpoints; an adapter of other settings is replaced."""
     from specdecode.train import TrainConfig, train
 
     adapter = out / "adapter"
+    traces = file_digest(out / "traces")
+    settings = _digest({"traces": traces, "seed": seed, "steps": max_steps, "form": form})
+    marker = adapter / ".demo-settings"
+    same = marker.is_file() and marker.read_text(encoding="utf-8") == settings
+    if adapter.exists() and not same:
+        shutil.rmtree(adapter)  # the demo's own output from other settings (never a user's file)
+    adapter.mkdir(parents=True, exist_ok=True)
+    marker.write_text(settings, encoding="utf-8")
     config = TrainConfig(
         train_file=str(out / "traces" / "train.jsonl"),
         val_file=str(out / "traces" / "val.jsonl"),
@@ -109,7 +116,7 @@ def train_stage(out: Path, seed: int, max_steps: int, form: str) -> dict[str, An
         learning_rate=1e-3,
         logging_steps=5,
         seed=seed,
-        resume=any(adapter.glob("checkpoint-*")),
+        resume=same and any(adapter.glob("checkpoint-*")),
     )
     summary = train(config)
     return {

@@ -258,3 +258,23 @@ def adapter_form(lora_dir: str | Path | None) -> str:
     except yaml.YAMLError:
         return "steps"
     return str(data.get("form") or "steps") if isinstance(data, dict) else "steps"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def adapter_identity(lora_dir: str | None, backend: str = "hf") -> str | None:
+    """What makes an adapter itself: its folder and the hash of its weights (for ``openai``, the
+    served adapter's name). Part of every run fingerprint, so a retrained adapter is noticed."""
+    if lora_dir is None:
+        return None
+    weights = Path(lora_dir) / "adapter_model.safetensors"
+    if backend != "openai" and weights.is_file():
+        return f"{Path(lora_dir).resolve()}@{file_sha256(weights)[:16]}"
+    return lora_dir

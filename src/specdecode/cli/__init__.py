@@ -7,9 +7,6 @@ Heavy libraries (torch, transformers) load lazily inside the commands that need 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import typer
 from rich.markup import escape
 
@@ -23,6 +20,9 @@ from specdecode.cli.data import data_app
 from specdecode.cli.demo import demo_app
 from specdecode.cli.evaluate import eval_app
 from specdecode.cli.gaia import gaia_app
+from specdecode.cli.report import report_app
+from specdecode.cli.speculate import speculate_app
+from specdecode.cli.traces import traces_app
 from specdecode.cli.train import train_app
 from specdecode.errors import InputError
 
@@ -39,19 +39,9 @@ app.add_typer(data_app, name="data")
 for _group in (train_app, eval_app, demo_app):
     app.registered_commands += _group.registered_commands
 
-# Command groups that arrive with later stages register themselves when their module exists
-# (a name: a sub-command group; None: its commands join the top level).
-for _module, _attr, _name in (
-    ("specdecode.cli.traces", "traces_app", "traces"),
-    ("specdecode.cli.speculate", "speculate_app", "speculate"),
-    ("specdecode.cli.report", "report_app", None),
-):
-    if importlib.util.find_spec(_module) is not None:
-        _group = getattr(importlib.import_module(_module), _attr)
-        if _name is None:
-            app.registered_commands += _group.registered_commands
-        else:
-            app.add_typer(_group, name=_name)
+app.add_typer(traces_app, name="traces")
+app.add_typer(speculate_app, name="speculate")
+app.registered_commands += report_app.registered_commands
 
 
 def _one_line(error: click_errors.ClickException) -> str:

@@ -446,6 +446,10 @@ def _traces_for(data: RunData, replay: Replay, ids: set[str]):
                     continue
         if set(records) >= ids:
             return records
+    data.warnings.append(
+        f"timeline: no trace file in the run directory holds the replayed traces; latencies are "
+        f"drawn from {replay.dir}'s latency model (measured actor/tool seconds are not known)"
+    )
     steps: dict[str, dict[int, dict[str, Any]]] = {}
     for row in replay.rows:
         if row.get("id") in ids and isinstance(row.get("gold_call"), dict):
@@ -463,8 +467,10 @@ def _traces_for(data: RunData, replay: Replay, ids: set[str]):
 def timeline(
     data: RunData, replay: Replay, predictor: str, trace_id: str | None = None
 ) -> dict[str, Any] | None:
-    """One trace's steps with and without speculation, simulated by ``speculate`` exactly as the
-    replay simulated them (same latency model, keyed draws and speculator latency)."""
+    """One trace's steps with and without speculation, simulated by ``speculate.simulate`` with
+    the replay's latency model, keyed draws and speculator latency (so it matches the replay when
+    the trace file is in the run directory; rebuilt traces lack measured seconds and read-only
+    marks, and a warning says so). The report only sums what the simulator returns."""
     from specdecode.speculate.replay import ReplaySettings, simulation_steps
     from specdecode.speculate.simulate import Distribution, LatencyModel, simulate_step
 

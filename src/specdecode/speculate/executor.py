@@ -19,14 +19,19 @@ Guarantees:
   the predictor proposes; a call to any other tool always runs for real;
 * exceptions and timeouts of speculative calls never reach the agent (the real call runs);
 * at most ``max_concurrency`` speculative calls run at once — a candidate that finds no free
-  slot is skipped, never queued, and a real call never waits for a slot;
+  slot is skipped, never queued, and a real call never waits for a slot; a slot is freed only
+  when its call really ends (a sync tool that outlives its timeout keeps its slot until it returns);
 * a prediction that arrives after the agent's real call is dropped (nothing launched);
-* speculative results are used only for the round (the observation) they were launched in.
+* speculative results are used only for the round (the observation) they were launched in;
+* after :meth:`SpeculativeExecutor.close`, ``call``/``acall`` run the tool directly (nothing is
+  speculated, matched, counted or recorded) and ``speculate``/``start``/``observe`` launch nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import json
 import threading
@@ -42,22 +47,49 @@ from specdecode.registry import Registry
 from specdecode.speculate.match import make_matcher
 from specdecode.speculate.predictors.base import Predictor, StepContext
 
+# The attribute naming the plain function behind a wrapper (an adapter's dispatcher, see
+# ``specdecode.integrations``): speculative calls run that function instead of the wrapper.
+ORIGINAL_ATTRIBUTE = "__specdecode_original__"
+
 
 @dataclass(frozen=True)
 class ExecutorStats:
-    """Counters of one executor (a snapshot)."""
+    """Counters of one executor (a snapshot).
 
-    predictions: int = 0  # predictor runs finished
-    launched: int = 0  # speculative calls started
-    hits: int = 0  # real calls answered by a speculative result
-    misses: int = 0  # real calls of read-only tools without a usable speculative result
-    direct: int = 0  # real calls of tools that are never speculated
-    wasted_calls: int = 0  # speculative calls started whose result was not used
-    refused: int = 0  # candidates not launched: not read-only, or no such tool function
-    skipped: int = 0  # candidates not launched: no free concurrency slot
-    late: int = 0  # predictions still running when the real call came (dropped)
-    errors: int = 0  # speculative calls that raised or timed out
-    time_saved: float = 0.0  # seconds: speculative call duration minus the agent's wait, over hits
+    Each speculative call launched ends as exactly one hit or one wasted call (so once its round
+    is over, ``launched == hits + wasted_calls``); each real call made before ``close()`` is
+    exactly one hit, miss or direct call.
+
+    Attributes:
+        predictions: predictor runs that finished (one that raised counts in ``errors``).
+        launched: speculative calls started.
+        hits: real calls answered by a speculative result.
+        misses: real calls of read-only tools that ran for real: no matching speculative call,
+            or the matching one failed or was not done within its timeout.
+        direct: real calls of tools that are never speculated (not read-only, or no function).
+        wasted_calls: speculative calls whose result was not used: no real call matched them
+            before their round ended, or the matching one failed or timed out.
+        refused: candidates not launched: not read-only, or no such tool function.
+        skipped: candidates not launched: no free concurrency slot.
+        late: predictions still running when the real call came (dropped).
+        errors: speculative calls that raised, or timed out (an ``async def`` tool past its
+            timeout, or a call the agent waited for past it), each counted once whatever the
+            call does later; plus predictor runs that raised.
+        time_saved: seconds, summed over hits: the speculative call's duration minus the
+            agent's wait for it.
+    """
+
+    predictions: int = 0
+    launched: int = 0
+    hits: int = 0
+    misses: int = 0
+    direct: int = 0
+    wasted_calls: int = 0
+    refused: int = 0
+    skipped: int = 0
+    late: int = 0
+    errors: int = 0
+    time_saved: float = 0.0
 
     @property
     def hit_rate(self) -> float:
@@ -71,7 +103,8 @@ class _Spec:
     future: Future
     started: float
     finished: float | None = None
-    used: bool = False
+    used: bool = False  # claimed by a real call, or counted wasted
+    timed_out: bool = False  # the agent gave up waiting (its error is already counted)
 
 
 @dataclass
@@ -91,6 +124,30 @@ def _observation_text(result: Any) -> str:
         return str(result)
 
 
+def _plain_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function a speculative call runs: the one behind a dispatcher, else ``fn``."""
+    return getattr(fn, ORIGINAL_ATTRIBUTE, fn)
+
+
+def _finished(value: Any) -> Future:
+    """A future that is already resolved to ``value``."""
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _run_on_fresh_loop(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> Any:
+    """Run ``fn(**arguments)`` to completion on a new event loop, in a helper thread (with a
+    copy of this thread's context) when this thread already runs one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(fn(**arguments))
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(1, thread_name_prefix="closed-executor-call") as pool:
+        return pool.submit(context.run, asyncio.run, fn(**arguments)).result()
+
+
 class SpeculativeExecutor:
     """Run a predictor's guesses of the next tool call ahead of a live agent.
 
@@ -98,7 +155,8 @@ class SpeculativeExecutor:
         predictor: any :class:`~specdecode.speculate.predictors.Predictor`.
         registry: the tool registry; its ``read_only`` marks decide what may run speculatively.
         tools: tool name → Python function (sync or ``async def``) called with the arguments
-            as keyword arguments.
+            as keyword arguments. A speculative call of a wrapper carrying ``ORIGINAL_ATTRIBUTE``
+            runs the plain function it names (a sync one in the executor's own threads).
         k: candidates launched per step (each read-only candidate is one speculative call).
         matcher: ``exact``, ``normalised`` or ``jaccard`` (with ``threshold``).
         max_concurrency: speculative calls running at once, at most.
@@ -133,6 +191,7 @@ class SpeculativeExecutor:
         self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="speculative-call")
         self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="speculator")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         self._round = _Round(epoch=0, closed=True)
         self._stats = ExecutorStats()
         self.running = 0  # speculative calls running now
@@ -161,9 +220,11 @@ class SpeculativeExecutor:
     ) -> Future:
         """Predict the next call in the background and launch its read-only candidates.
 
-        Returns at once; the future resolves to the candidates launched.
+        Returns at once; the future resolves to the candidates launched (none after ``close()``).
         """
         with self._lock:
+            if self._closed:
+                return _finished([])
             self.question = question
             if tools is not None:
                 self.offered = list(tools)
@@ -183,46 +244,41 @@ class SpeculativeExecutor:
 
     def call(self, name: str, arguments: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         """The agent's real call: the speculative result on a hit, else the tool's own result
-        (its exceptions are the agent's, as without the executor)."""
+        (its exceptions are the agent's, as without the executor). After ``close()`` the tool
+        runs directly (an ``async def`` one on a fresh event loop)."""
         real = ToolCall(tool_name=name, arguments={**(arguments or {}), **kwargs})
+        if self._closed:
+            return self._run_real(real)
         entered = time.perf_counter()
         spec = self._claim(real)
         if spec is not None:
-            try:
-                ok, value = spec.future.result(timeout=self._remaining(spec))
-            except FutureTimeout:
-                ok, value = False, None
-                self._count(errors=1)
+            with contextlib.suppress(FutureTimeout):
+                spec.future.result(timeout=self._remaining(spec))
+            ok, value = self._outcome(spec)
             if ok:
                 return self._finish_hit(real, spec, value, entered)
         self._count_real(real)
-        fn = self._function(name)
-        if inspect.iscoroutinefunction(fn):
-            result = asyncio.run_coroutine_threadsafe(fn(**real.arguments), self._event_loop()).result()
-        else:
-            result = fn(**real.arguments)
+        result = self._run_real(real)
         self._after(real, result)
         return result
 
     async def acall(self, name: str, arguments: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """:meth:`call` for asyncio agents; sync tool functions run in a worker thread."""
+        """:meth:`call` for asyncio agents; sync tool functions run in a worker thread. After
+        ``close()`` the tool runs directly."""
         real = ToolCall(tool_name=name, arguments={**(arguments or {}), **kwargs})
+        if self._closed:
+            return await self._arun_real(real)
         entered = time.perf_counter()
         spec = self._claim(real)
         if spec is not None:
-            try:
-                ok, value = await asyncio.wait_for(asyncio.wrap_future(spec.future), self._remaining(spec))
-            except asyncio.TimeoutError:
-                ok, value = False, None
-                self._count(errors=1)
+            if not spec.future.done():  # a finished result is taken whatever the time left
+                # asyncio.wait, unlike wait_for, neither cancels the future nor misses a done one
+                await asyncio.wait({asyncio.wrap_future(spec.future)}, timeout=self._remaining(spec))
+            ok, value = self._outcome(spec)
             if ok:
                 return self._finish_hit(real, spec, value, entered)
         self._count_real(real)
-        fn = self._function(name)
-        if inspect.iscoroutinefunction(fn):
-            result = await fn(**real.arguments)
-        else:
-            result = await asyncio.to_thread(fn, **real.arguments)
+        result = await self._arun_real(real)
         self._after(real, result)
         return result
 
@@ -232,8 +288,13 @@ class SpeculativeExecutor:
         return prediction.result(timeout=timeout) if prediction is not None else []
 
     def close(self) -> None:
-        """Stop accepting speculation; running speculative calls are abandoned, not awaited."""
+        """Stop speculating; running speculative calls are abandoned, not awaited.
+
+        Later ``call``/``acall`` run the tool directly — nothing is speculated, matched, counted
+        or recorded in the history — and ``speculate``/``start``/``observe`` launch nothing.
+        """
         with self._lock:
+            self._closed = True
             self._close_round()
         self._predict_pool.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -293,49 +354,86 @@ class SpeculativeExecutor:
         return launched
 
     def _launch(self, spec: _Spec) -> None:
-        fn = self.tools[spec.call.tool_name]
-        timeout = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
+        """Start one speculative call (its slot is already held; :meth:`_done` frees it).
 
-        def done(ok: bool, value: Any) -> None:
-            spec.finished = time.perf_counter()
-            with self._lock:
-                self.running -= 1
-            self._slots.release()
-            if not ok:
-                self._count(errors=1)
-            if not spec.future.done():
-                spec.future.set_result((ok, value))
-
+        A sync function runs in the executor's own pool, so the slot stays held until the
+        function really returns; an ``async def`` one is cancelled at its timeout."""
+        fn = _plain_function(self.tools[spec.call.tool_name])
         with self._lock:
             self.running += 1
             self.max_running = max(self.max_running, self.running)
         if inspect.iscoroutinefunction(fn):
+            timeout = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
+            asyncio.run_coroutine_threadsafe(self._run_async(spec, fn, timeout), self._event_loop())
+            return
+        try:
+            self._pool.submit(self._run_sync, spec, fn)
+        except RuntimeError:  # closed
+            self._done(spec, False, None)
 
-            async def run_async() -> None:
-                try:
-                    value = await asyncio.wait_for(fn(**spec.call.arguments), timeout)
-                except BaseException as exc:  # never reaches the agent
-                    done(False, exc)
-                else:
-                    done(True, value)
-
-            asyncio.run_coroutine_threadsafe(run_async(), self._event_loop())
+    def _run_sync(self, spec: _Spec, fn: Callable[..., Any]) -> None:
+        """Body of a sync speculative call (in the pool)."""
+        try:
+            value = fn(**spec.call.arguments)
+        except BaseException as exc:  # never reaches the agent
+            self._done(spec, False, exc)
         else:
+            self._done(spec, True, value)
 
-            def run_sync() -> None:
-                try:
-                    value = fn(**spec.call.arguments)
-                except BaseException as exc:  # never reaches the agent
-                    done(False, exc)
-                else:
-                    done(True, value)
+    async def _run_async(self, spec: _Spec, fn: Callable[..., Any], timeout: float) -> None:
+        """Body of an ``async def`` speculative call (on the background loop)."""
+        try:
+            value = await asyncio.wait_for(fn(**spec.call.arguments), timeout)
+        except BaseException as exc:  # never reaches the agent
+            self._done(spec, False, exc)
+        else:
+            self._done(spec, True, value)
 
-            try:
-                self._pool.submit(run_sync)
-            except RuntimeError:  # closed
-                done(False, None)
+    def _done(self, spec: _Spec, ok: bool, value: Any) -> None:
+        """A speculative call really ended: publish its outcome, count a failure (unless its
+        timeout was counted already) and free its slot."""
+        with self._lock:  # atomic with _outcome: a failure is counted once
+            spec.finished = time.perf_counter()
+            self.running -= 1
+            if not ok and not spec.timed_out:
+                self._count(errors=1)
+            if not spec.future.done():
+                spec.future.set_result((ok, value))
+        self._slots.release()
+
+    def _outcome(self, spec: _Spec) -> tuple[bool, Any]:
+        """The claimed speculative call's ``(ok, value)`` once the agent stopped waiting; one
+        not finished yet is marked timed out and counted as an error. Unless ``ok``, the
+        call is counted as wasted."""
+        with self._lock:
+            if spec.future.done() and not spec.future.cancelled():
+                ok, value = spec.future.result()
+            else:
+                spec.timed_out, ok, value = True, False, None
+                self._count(errors=1)
+            if not ok:
+                self._count(wasted_calls=1)
+            return ok, value
+
+    def _run_real(self, real: ToolCall) -> Any:
+        """Run the agent's real call in this thread (an ``async def`` tool on the background
+        loop, or on a fresh one once closed)."""
+        fn = self._function(real.tool_name)
+        if not inspect.iscoroutinefunction(fn):
+            return fn(**real.arguments)
+        if self._closed:
+            return _run_on_fresh_loop(fn, real.arguments)
+        return asyncio.run_coroutine_threadsafe(fn(**real.arguments), self._event_loop()).result()
+
+    async def _arun_real(self, real: ToolCall) -> Any:
+        """Run the agent's real call from asyncio (a sync tool in a worker thread)."""
+        fn = self._function(real.tool_name)
+        if inspect.iscoroutinefunction(fn):
+            return await fn(**real.arguments)
+        return await asyncio.to_thread(fn, **real.arguments)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The background loop for ``async def`` tools (started on first use)."""
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -344,6 +442,7 @@ class SpeculativeExecutor:
             return self._loop
 
     def _remaining(self, spec: _Spec) -> float:
+        """Seconds left of the speculative call's timeout, counted from its start."""
         limit = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
         return max(0.0, limit - (time.perf_counter() - spec.started))
 

@@ -103,12 +103,12 @@ def _load_rows(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
     rows: dict[tuple[str, str, int], dict[str, Any]] = {}
     if not path.exists():
         return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
             rows[_row_key(row)] = row
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue  # a torn last line from a kill
+            continue  # a torn last line from a kill (cut even inside a character)
     return rows
 
 
@@ -257,6 +257,7 @@ def replay(
     gold = {(c.id, c.step): t.trace[c.step].action for t in traces for c in contexts_of(t, registry)}
     base_fp = {
         "traces": traces_fingerprint(traces),
+        "registry": sorted(json.dumps(t.model_dump(), sort_keys=True) for t in registry.tools),
         "k": settings.k,
         "matcher": settings.matcher,
         "threshold": settings.threshold,

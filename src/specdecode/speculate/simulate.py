@@ -167,7 +167,8 @@ class Step:
     speculator: float = 0.0
     hit: bool = False
     launched: int = 0
-    wasted_tool_seconds: float = 0.0  # latency of the wasted calls (default: ``tool`` each)
+    # total latency of the launched calls that are not the hit (default: ``tool`` each)
+    wasted_tool_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,12 @@ def simulate_step(step: Step) -> StepOutcome:
     launched = step.launched if in_time else 0
     hit = step.hit and in_time and launched > 0
     wasted = launched - 1 if hit else launched
-    per_call = step.wasted_tool_seconds / launched if launched and step.wasted_tool_seconds else step.tool
+    if not wasted:
+        wasted_seconds = 0.0
+    elif step.wasted_tool_seconds is not None:
+        wasted_seconds = step.wasted_tool_seconds
+    else:
+        wasted_seconds = wasted * step.tool
     speculative = max(step.actor, step.speculator + step.tool) if hit else baseline
     return StepOutcome(
         baseline=baseline,
@@ -196,7 +202,7 @@ def simulate_step(step: Step) -> StepOutcome:
         saved=baseline - speculative,
         hit_used=hit,
         wasted_calls=wasted,
-        wasted_tool_seconds=wasted * per_call,
+        wasted_tool_seconds=wasted_seconds,
         in_time=in_time,
     )
 
@@ -303,7 +309,12 @@ def sweep(steps: Sequence[Step], fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.
             continue
         scale = f * actor / ((1 - f) * tool) if actor > 0 else 1.0
         scaled = [
-            replace(s, tool=s.tool * scale, wasted_tool_seconds=s.wasted_tool_seconds * scale) for s in steps
+            replace(
+                s,
+                tool=s.tool * scale,
+                wasted_tool_seconds=None if s.wasted_tool_seconds is None else s.wasted_tool_seconds * scale,
+            )
+            for s in steps
         ]
         totals = simulate(scaled)
         rows.append(

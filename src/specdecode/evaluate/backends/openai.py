@@ -43,6 +43,12 @@ class OpenAIBackend:
         )
         self.base_model, self.lora_name = base_model, lora_name
         self.has_adapter = lora_name is not None
+        self.identity = {
+            "backend": self.name,
+            "base_model": base_model,
+            "adapter": lora_name,
+            "base_url": base_url,
+        }
         self.concurrency = concurrency
         self.chat_template_kwargs = chat_template_kwargs
         self.stream = stream

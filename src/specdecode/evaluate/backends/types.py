@@ -63,6 +63,7 @@ class Backend(Protocol):
 
     name: str
     has_adapter: bool
+    identity: dict[str, Any]  # what the answers depend on: model, adapter weights, dtype
 
     def generate(
         self, requests: Sequence[Request], config: GenerationConfig, adapter: bool

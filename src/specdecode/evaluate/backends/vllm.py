@@ -74,10 +74,16 @@ class VLLMBackend:
             ) from None
         import torch
 
-        from specdecode.models import resolve_dtype
+        from specdecode.models import adapter_identity, resolve_dtype
 
         base_path, self.tokenizer = base_and_tokenizer(base_model, lora_dir, trust_remote_code)
         self.has_adapter = lora_dir is not None
+        self.identity = {
+            "backend": self.name,
+            "base_model": base_model,
+            "adapter": adapter_identity(lora_dir),
+            "dtype": dtype,
+        }
         self.lora_dir = lora_dir
         rank = 16
         if lora_dir:

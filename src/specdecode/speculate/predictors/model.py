@@ -15,12 +15,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from specdecode.evaluate.backends.types import GenerationConfig, Request
 from specdecode.evaluate.parse import parse_calls
-from specdecode.prompts import PromptOptions
+from specdecode.prompts import PromptOptions, conversation_messages, next_call_messages
 from specdecode.records import ToolCall, ToolSpec
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext, dedupe
-
-FIRST_CALL_STOPS = ("}}", "</tool_call>")
 
 
 def step_prompt(
@@ -28,65 +27,35 @@ def step_prompt(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The speculator's prompt for one step in the form the model was trained on: messages and
     the JSON-schema tools that travel beside them (``conversation`` form) or None (``steps``)."""
-    from specdecode import prompts
-
-    conversation = getattr(prompts, "conversation_messages", None)
-    if form == "conversation" and conversation is not None:
-        messages = conversation(context.question, list(context.history), options)
+    if form == "conversation":
+        messages = conversation_messages(context.question, list(context.history), options)
         return messages, [t.json_schema() for t in context.tools]
-    messages = prompts.next_call_messages(
-        context.question, list(context.tools), list(context.history), options
-    )
-    return messages, None
+    return next_call_messages(context.question, list(context.tools), list(context.history), options), None
 
 
-def _request(rid: str, prompt: tuple[list[dict[str, Any]], Any], schema: dict[str, Any] | None) -> Any:
-    from specdecode.evaluate.backends import Request
-
+def _request(rid: str, prompt: tuple[list[dict[str, Any]], Any], schema: dict[str, Any] | None) -> Request:
     messages, tools = prompt
-    fields = {f.name for f in dataclasses.fields(Request)}
-    if schema is not None and "response_schema" in fields:
-        return Request(rid, messages, tools, response_schema=schema)
-    return Request(rid, messages, tools)
+    return Request(rid, messages, tools, response_schema=schema)
 
 
-def supports_constraints() -> bool:
-    """Whether the installed backends accept ``Request.response_schema``."""
-    from specdecode.evaluate.backends import Request
-
-    return "response_schema" in {f.name for f in dataclasses.fields(Request)}
-
-
-def _config(batch_size: int, max_new_tokens: int, temperature: float, seed: int) -> Any:
-    from specdecode.evaluate.backends import GenerationConfig
-
-    fields = {f.name for f in dataclasses.fields(GenerationConfig)}
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "batch_size": batch_size,
-        "temperature": temperature,
-    }
-    if "stop_at_first_call" in fields:
-        kwargs["stop_at_first_call"] = True
-    else:
-        kwargs["stop"] = FIRST_CALL_STOPS
-    if "seed" in fields:
-        kwargs["seed"] = seed
-    return GenerationConfig(**kwargs)
+def _config(batch_size: int, max_new_tokens: int, temperature: float, seed: int) -> GenerationConfig:
+    """Next-call generation: the answer ends with its first complete call."""
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        temperature=temperature,
+        stop_at_first_call=True,
+        seed=seed,
+    )
 
 
 def set_prefix_reuse(backend: Any, on: bool) -> bool:
     """Switch the backend's reuse of the previous prompt's KV cache (a live speculator's cached
-    prefix) on or off; False when the backend has no such switch."""
-    for name in ("reuse_prefix", "prefix_reuse", "cache_prefix", "keep_prefix"):
-        if hasattr(backend, name):
-            setattr(backend, name, on)
-            return True
-    setter = getattr(backend, "set_prefix_reuse", None)
-    if callable(setter):
-        setter(on)
-        return True
-    return False
+    prefix) on or off; False when the backend has no such switch (only ``hf`` has one)."""
+    if not hasattr(backend, "reuse_prefix"):
+        return False
+    backend.reuse_prefix = on
+    return True
 
 
 class ModelPredictor(Predictor):
@@ -109,7 +78,7 @@ class ModelPredictor(Predictor):
         self.samples = samples  # sampled duplicates per step for k > 1 (None: 2 * (k - 1))
         self.backend, self.adapter = backend, adapter and getattr(backend, "has_adapter", False)
         self.name = name or ("lora" if self.adapter else "base")
-        self.constrained = constrained and supports_constraints()
+        self.constrained = constrained
         self.options, self.form = options, form
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.temperature, self.seed = temperature, seed
@@ -198,7 +167,7 @@ class ModelPredictor(Predictor):
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "backend": getattr(self.backend, "name", "?"),
+            "backend": getattr(self.backend, "identity", None) or getattr(self.backend, "name", "?"),
             "adapter": self.adapter,
             "constrained": self.constrained,
             "form": self.form,
@@ -225,7 +194,7 @@ class HybridPredictor(Predictor):
         for tool in tools:
             spec = specs.get(tool) or ToolSpec(name=tool, description="(not in registry)")
             rid = f"{context.id}#{context.step}:{tool}"
-            if supports_constraints() and self.model.constrained:
+            if self.model.constrained:
                 from specdecode.evaluate.constrain import call_schema
 
                 out.append(_request(rid, self.model.prompt(context), call_schema([spec])))

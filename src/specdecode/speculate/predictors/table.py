@@ -17,6 +17,7 @@ Both save to and load from JSON (``speculate fit``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter, defaultdict
@@ -410,7 +411,9 @@ class PatternPredictor(Predictor):
         return cls(tables, args)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "orders": sorted(self.tables)}
+        """The fitted tables and argument rules themselves (hashed): a refit is a new predictor."""
+        fitted = json.dumps(self.to_json(), sort_keys=True, default=str)
+        return {"name": self.name, "fitted_sha256": hashlib.sha256(fitted.encode()).hexdigest()}
 
 
 def fit_tables(traces: Sequence[TraceRecord], out: str | Path | None = None) -> dict[str, Predictor]:
