@@ -139,7 +139,7 @@ def resolve_model(name: str | Path) -> str:
     text = str(name)
     if text == DEMO_ALIAS:
         return str(convert_gguf(demo_gguf()))
-    path = Path(text).expanduser()
+    path = Path(os.path.expanduser(text))  # (Path.expanduser raises on "./~x" and unknown users)
     if text.endswith(".gguf"):
         if not path.is_file():
             raise InputError("no such GGUF file", path)
