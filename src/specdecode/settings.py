@@ -118,6 +118,7 @@ class TraceGenerateSettings(Settings):
     )
     no_cache: bool = Field(False, **_help("Neither read nor write the reply cache."))
     progress: bool | None = Field(None, **_help("Show a progress bar [default: on]."))
+    overwrite: bool = Field(False, **_help("Replace an --out file written with other settings."))
 
     def temperature_value(self) -> float | None:
         """The temperature to send, or None for the provider's default."""
@@ -374,22 +375,31 @@ def _describe(error: ValidationError) -> str:
     return f"{option} {first.get('input')!r}: {first['msg']}"
 
 
-def read_yaml_config(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping of option: value (keys in either spelling), with one-line errors."""
+def read_yaml_mapping(path: str | Path, what: str, shape: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (``shape`` says of what), with one-line errors that
+    name the file (and the line, for a YAML syntax error)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise InputError("config file not found", path) from None
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
-        raise InputError(f"cannot read config file ({exc.__class__.__name__})", path) from None
+        raise InputError(f"{what} not found", path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"invalid UTF-8 at byte {exc.start}", path) from None
+    except IsADirectoryError:
+        raise InputError(f"{what} is a directory", path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(
-            f"invalid YAML: {getattr(exc, 'problem', exc)}", path, mark.line + 1 if mark else None
+            f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path, mark.line + 1 if mark else None
         ) from None
     if not isinstance(data, dict):
-        raise InputError("a config file is a mapping of option: value", path)
+        raise InputError(f"a {what} is a mapping of {shape}", path)
+    return data
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of option: value (keys in either spelling), with one-line errors."""
+    data = read_yaml_mapping(path, "config file", "option: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 

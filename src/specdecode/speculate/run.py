@@ -125,22 +125,9 @@ def latency_settings(
     NAME=DIST, ...] | {NAME: DIST, '*': DIST}``, ``speculator`` alike); flags win."""
     data: dict[str, Any] = {}
     if latency_file:
-        import yaml
+        from specdecode.settings import read_yaml_mapping
 
-        path = Path(latency_file)
-        if not path.is_file():
-            raise InputError("no such latency file", path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as exc:
-            raise InputError(f"invalid UTF-8 at byte {exc.start}", path) from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InputError(
-                f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path, mark.line + 1 if mark else None
-            ) from None
-        if not isinstance(data, dict):
-            raise InputError("a latency file is a mapping with actor / tool / speculator", path)
+        data = read_yaml_mapping(latency_file, "latency file", "actor / tool / speculator")
 
     def specs(value: Any) -> list[str]:
         if value is None:
