@@ -237,3 +237,102 @@ def test_pairwise_judge_in_compare_order_swap_and_kappa(synth_split: Path, tmp_p
         if path.is_file():
             assert KEY.encode() not in path.read_bytes() and MODEL_KEY.encode() not in path.read_bytes()
     assert KEY not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("openai", "I would rather not say."),  # not JSON
+        ("openai", json.dumps({"score": "high", "reason": "?"})),  # no numeric score
+        ("pairwise-openai", json.dumps({"winner": "C", "reason": "?"})),  # no readable winner
+    ],
+)
+def test_an_unusable_judge_reply_is_asked_again_not_replayed(judge_env: Path, name: str, bad: str) -> None:
+    """A reply that gave an error verdict leaves the cache: the rerun asks the server again."""
+    state = {"bad": True}
+
+    def reply(request: FakeRequest) -> str:
+        return bad if state["bad"] else judge_reply(request)
+
+    args = (_example(["search"]), _scored([], 0), _scored(["search"], 1), "next-call")
+    with FakeLLMServer(KEY, reply) as server:
+        first = make_judge(name, base_url=server.openai_url, model="j").compare(*args)
+        assert first.winner == "error" and server.calls == 2
+        state["bad"] = False
+        again = make_judge(name, base_url=server.openai_url, model="j")
+        assert again.compare(*args).winner == "lora"
+        assert server.calls == 4 and again.stats()["cache"]["hits"] == 0
+        third = make_judge(name, base_url=server.openai_url, model="j")
+        assert third.compare(*args).winner == "lora" and server.calls == 4  # good replies stay cached
+
+
+def _compare_cli(model: FakeOpenAI, judge: FakeLLMServer, test_file: Path, out: Path, env: dict, *extra: str):
+    return subprocess.run(
+        [
+            sys.executable, "-m", "specdecode", "compare", "--backend", "openai", "--base-url", model.url,
+            "--base_model", "base", "--lora_dir", "speculator", "--api-key-env", "MODEL_KEY",
+            "--test_file", str(test_file), "--output_file", str(out), "--limit", "4", "--mode", "trace",
+            "--judge", "openai", "--judge-base-url", judge.openai_url, "--judge-api-key-env", "JUDGE_KEY",
+            *extra,
+        ],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def test_compare_resume_judges_error_rows_again_and_fingerprints_the_judge_model(
+    synth_split: Path, tmp_path: Path
+) -> None:
+    """Rows whose verdict was an error (here: the judge's call budget ran out) are judged again on
+    resume, from the kept answers; another --judge-model is a run with other settings."""
+    out = tmp_path / "cmp.jsonl"
+    env = {
+        **os.environ,
+        "MODEL_KEY": MODEL_KEY,
+        "JUDGE_KEY": KEY,
+        "SPECDECODE_JUDGE_BACKOFF": "0.001",
+        "SPECDECODE_LLM_CACHE": str(tmp_path / "cache.sqlite"),
+    }
+    test_file = synth_split / "test.jsonl"
+    with FakeOpenAI(MODEL_KEY) as model, FakeLLMServer(KEY, judge_reply) as judge:
+        first = _compare_cli(
+            model,
+            judge,
+            test_file,
+            out,
+            {**env, "SPECDECODE_JUDGE_MAX_CALLS": "2"},
+            "--judge_model",
+            "judge-m",
+        )
+        assert first.returncode == 0, first.stderr
+        before = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["winner"] == "error" for r in before] == [False, True, True, True]
+        assert "budget" in before[1]["judge_base_error"]
+        generated = len(model.requests)
+
+        second = _compare_cli(model, judge, test_file, out, env, "--judge_model", "judge-m")
+        assert second.returncode == 0, second.stderr
+        assert len(model.requests) == generated  # nothing regenerated
+        assert judge.calls == 2 + 3 * 2  # only the three error rows were judged again
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["id"] for r in rows] == [r["id"] for r in before] and rows[0] == before[0]
+        for old, new in zip(before[1:], rows[1:]):
+            assert new["winner"] != "error" and not any(k.endswith("_error") for k in new)
+            assert (new["base_pred"], new["lora_pred"], new["run"]) == (
+                old["base_pred"],
+                old["lora_pred"],
+                old["run"],
+            )
+            assert new["judge_lora_reason"] and new["judge_base_score"] == 0.0
+        summary = json.loads(out.with_suffix(".summary.json").read_text())
+        assert "error" not in summary["winners"] and summary["judge_agreement"]["errors"] == 0
+        assert summary["fingerprint"]["judge_model"] == "judge-m"
+        assert summary["fingerprint"]["judge_base_url"] == judge.openai_url
+
+        # Another judge model into the same file: refused, the file untouched.
+        kept = out.read_bytes()
+        other = _compare_cli(model, judge, test_file, out, env, "--judge_model", "judge-other")
+        assert other.returncode == 2 and "other settings" in other.stderr, other.stderr
+        assert len(other.stderr.strip().splitlines()) == 1 and out.read_bytes() == kept
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes()

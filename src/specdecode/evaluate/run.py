@@ -257,7 +257,7 @@ def _resume(output: Path, ids: set[str], run_id: str | None, overwrite: bool) ->
                 return {}
             raise InputError(
                 "holds results of a run with other settings (model, adapter, mode, backend, registry, "
-                "prompt or generation settings, or input file); use --overwrite to replace it, "
+                "prompt or generation settings, judge, or input file); use --overwrite to replace it, "
                 "or another --output_file",
                 output,
             )
@@ -446,12 +446,27 @@ def compare(
 ) -> dict[str, Any]:
     """Base and adapter on the same examples from one loaded model, with paired statistics.
 
-    A judge may add rows' fields (``Verdict.extra``) and summary fields (``judge.summarise(rows)``).
+    A judge may add rows' fields (``Verdict.extra``) and summary fields (``judge.summarise(rows)``),
+    and its ``fingerprint()`` (e.g. judge model and base URL) joins the run's fingerprint. Resumed
+    rows whose verdict is ``error`` are judged again from their kept answers (nothing regenerated).
     """
     if not backend.has_adapter:
         raise InputError("compare needs an adapter (--lora_dir)")
-    fingerprint = {"command": "compare", "judge": judge.name, **(fingerprint or {})}
+    identity = judge.fingerprint() if hasattr(judge, "fingerprint") else {}
+    fingerprint = {"command": "compare", "judge": judge.name, **identity, **(fingerprint or {})}
     run_id = fingerprint_id(fingerprint)
+    fresh: set[str] = set()  # ids judged by this run
+
+    def judged(example: Example, sb: dict[str, Any], sl: dict[str, Any]) -> dict[str, Any]:
+        verdict = judge.compare(example, sb, sl, mode)
+        fresh.add(example.id)
+        return {
+            "base_score": verdict.base_score,
+            "lora_score": verdict.lora_score,
+            "winner": verdict.winner,
+            "comparison_reason": verdict.reason,
+            **(getattr(verdict, "extra", None) or {}),
+        }
 
     def make_rows(batch: list[Example]) -> list[dict[str, Any]]:
         requests = [e.request for e in batch]
@@ -460,17 +475,7 @@ def compare(
         rows = []
         for example, b, lo in zip(batch, base, lora):
             sb, sl = score(example, b, registry, mode), score(example, lo, registry, mode)
-            verdict = judge.compare(example, sb, sl, mode)
-            row = {
-                **_base_row(example),
-                "base_score": verdict.base_score,
-                "lora_score": verdict.lora_score,
-                "winner": verdict.winner,
-                "comparison_reason": verdict.reason,
-                "base_pred": b.text,
-                "lora_pred": lo.text,
-                **(getattr(verdict, "extra", None) or {}),
-            }
+            row = {**_base_row(example), **judged(example, sb, sl), "base_pred": b.text, "lora_pred": lo.text}
             for key, value in sb.items():
                 row[f"base_{key}"] = value
             for key, value in sl.items():
@@ -478,10 +483,27 @@ def compare(
             rows.append(row)
         return rows
 
+    def rejudge(rows: list[dict[str, Any]]) -> None:
+        """Judge resumed error rows again from their stored answers, then rewrite the file."""
+        stale = [r for r in rows if r.get("winner") == "error" and r["id"] not in fresh]
+        if not stale:
+            return
+        console.print(f"judging again: {len(stale)} resumed row(s) whose verdict was an error")
+        by_id = {e.id: e for e in examples}
+        for row in stale:
+            sides = [
+                {k.removeprefix(p): v for k, v in row.items() if k.startswith(p)} for p in ("base_", "lora_")
+            ]
+            for key in [k for k in row if k.startswith("judge_")]:  # the failed verdict's own fields
+                del row[key]
+            row.update(judged(by_id[row["id"]], *sides))
+        write_jsonl(output, rows)
+
     started = time.time()
     rows = run_examples(
         examples, output, make_rows, _chunk(config), f"compare ({backend.name})", run_id, overwrite
     )
+    rejudge(rows)
     tests = {
         name: paired(
             [bool(r["base_metrics"][name]) for r in rows], [bool(r["lora_metrics"][name]) for r in rows]

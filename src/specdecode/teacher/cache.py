@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_CACHE_ENV = "SPECDECODE_LLM_CACHE"
 
@@ -26,6 +27,15 @@ def default_cache_path() -> Path:
     if env:
         return Path(env)
     return Path.home() / ".cache" / "specdecode" / "llm-cache.sqlite"
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` without credentials (user info, query string, fragment): fit for a fingerprint
+    that is written to disk."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
 
 
 def cache_key(parts: dict[str, Any]) -> str:

@@ -5,7 +5,8 @@ Files (``OUT`` is the ``--out`` path):
 * ``OUT`` — one TraceRecord per question that the teacher answered with a parseable trace,
   in input order, with extra fields ``valid`` (every call names a known tool and fits its
   schema), ``issues`` (what is wrong otherwise), ``repairs`` (the safe JSON repairs applied),
-  ``teacher`` (provider and model) and ``gold_answer`` (when the question had one).
+  ``teacher`` (provider and model), ``teacher_settings`` (the run's fingerprint, below) and
+  ``gold_answer`` (when the question had one).
 * ``OUT`` with ``.errors.jsonl`` — one row per item that finally failed: ``id``, ``question``,
   ``error_kind`` (budget, permanent, transient or parse), ``error`` and, for replies that did
   not parse, the ``raw`` reply text.
@@ -14,11 +15,15 @@ Files (``OUT`` is the ``--out`` path):
 
 A rerun skips the ids already in ``OUT`` and asks again for the failed ones. Rows are
 appended (and flushed) as they finish, so a killed run loses at most the requests in flight;
-the final files are rewritten atomically in input order.
+the final files are rewritten atomically in input order. Every row carries the settings that
+made it (``teacher_settings``: provider, model, base URL, registry hash, tool style, JSON mode,
+temperature, seed, max tokens; never a key): a rerun with other settings stops with a one-line
+error naming what differs, unless ``overwrite`` replaces the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -36,6 +41,7 @@ from specdecode.jsonl import append_jsonl, describe_validation_error, read_recor
 from specdecode.prompts import ToolStyle, teacher_messages, trace_schema
 from specdecode.records import QuestionRecord, TraceRecord
 from specdecode.registry import Registry
+from specdecode.teacher.cache import public_url
 from specdecode.teacher.client import CallFailed, LLMClient
 from specdecode.teacher.jsonfix import ReplyParseError, parse_reply
 from specdecode.teacher.validate import TraceValidator
@@ -61,8 +67,20 @@ def load_questions(path: str | Path, split: str = "validation") -> list[Question
     return records
 
 
-def _resume(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows already written, by id (a torn last line from a kill is ignored)."""
+def _differences(old: Any, new: dict[str, Any]) -> str:
+    """What changed between a row's settings and this run's, e.g. ``model 'a' → 'b'``."""
+    if not isinstance(old, dict):
+        return "its rows record no settings: written by an older version or another command"
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in changed)
+
+
+def _resume(path: Path, settings: dict[str, Any], overwrite: bool = False) -> dict[str, dict[str, Any]]:
+    """Rows already written with these ``settings``, by id (a torn last line from a kill is ignored).
+
+    A row made with other settings stops the command (InputError naming what differs), unless
+    ``overwrite``: then nothing is kept.
+    """
     done: dict[str, dict[str, Any]] = {}
     if path.is_dir():
         raise InputError("is a directory, expected a traces file (--out)", path)
@@ -73,8 +91,19 @@ def _resume(path: Path) -> dict[str, dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and isinstance(row.get("id"), str):
-            done[row["id"]] = row
+        if not (isinstance(row, dict) and isinstance(row.get("id"), str)):
+            continue
+        if row.get("teacher_settings") != settings:
+            if overwrite:
+                console.print(f"--overwrite: replacing the traces in {path}", highlight=False)
+                return {}
+            differs = _differences(row.get("teacher_settings"), settings)
+            raise InputError(
+                f"holds traces made with other settings ({differs}); "
+                "use --overwrite to replace them, or another --out",
+                path,
+            )
+        done[row["id"]] = row
     return done
 
 
@@ -98,6 +127,23 @@ class TraceGenerator:
         self.registry = registry
         self.tool_style = tool_style
         self.validator = TraceValidator(registry)  # a broken registry schema fails before any call
+        self.settings = self.fingerprint()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that decides a trace besides the question (never the API key)."""
+        config, generation = self.client.config, self.client.config.generation
+        tools = json.dumps([t.model_dump() for t in self.registry.tools], sort_keys=True)
+        return {
+            "provider": config.provider,
+            "model": config.model,
+            "base_url": public_url(config.base_url),
+            "registry": hashlib.sha256(tools.encode()).hexdigest()[:16],
+            "tool_style": self.tool_style,
+            "json_mode": generation.json_mode,
+            "temperature": generation.temperature,
+            "seed": generation.seed,
+            "max_tokens": generation.max_tokens,
+        }
 
     def row(self, question: QuestionRecord) -> tuple[str, dict[str, Any]]:
         """``("trace", row)`` or ``("error", row)``; never raises for a failed item."""
@@ -135,6 +181,7 @@ class TraceGenerator:
             issues=issues,
             repairs=repairs,
             teacher={"provider": self.client.config.provider, "model": self.client.config.model},
+            teacher_settings=self.settings,
         )
         if question.final_answer is not None:
             row["gold_answer"] = question.final_answer
@@ -146,12 +193,17 @@ def generate_traces(
     generator: TraceGenerator,
     out: Path,
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run every pending question through the teacher; write traces, errors and the summary."""
+    """Run every pending question through the teacher; write traces, errors and the summary.
+
+    Rows already in ``out`` are kept only when the generator's settings made them; other
+    settings stop the run (InputError) unless ``overwrite``, which replaces the file.
+    """
     out = Path(out)
     errors_path, summary_path = side_path(out, "errors.jsonl"), side_path(out, "summary.json")
     ids = [q.id for q in questions]
-    done = _resume(out)
+    done = _resume(out, generator.settings, overwrite)
     wanted = set(ids)
     # Paid-for rows of other questions (an earlier, larger input) are kept, after the others.
     others = [row for rid, row in done.items() if rid not in wanted]
@@ -220,6 +272,7 @@ def generate_traces(
         "issues": dict(issues.most_common(20)),
         "repaired": sum(1 for r in rows if r.get("repairs")),
         "client": generator.client.stats(),
+        "fingerprint": generator.settings,
         "out": str(out),
         "errors_file": str(errors_path) if failed else None,
         "seconds": round(time.time() - started, 2),

@@ -1,8 +1,11 @@
 """The judge interface and the deterministic judge.
 
 A judge has a ``name`` and ``compare(example, base_scored, lora_scored, mode) -> Verdict``; it
-may also have ``summarise(rows) -> dict`` (merged into the compare summary). ``Verdict.extra``
-holds extra fields for the results row.
+may also have ``summarise(rows) -> dict`` (merged into the compare summary) and
+``fingerprint() -> dict`` (what decides its verdicts besides its name, e.g. the judge model and
+base URL, never a key: part of the compare run's fingerprint). ``Verdict.extra`` holds extra
+fields for the results row; an LLM judge's extra field names start with ``judge_``. A verdict
+``winner == "error"`` is asked again when compare resumes the file.
 """
 
 from __future__ import annotations

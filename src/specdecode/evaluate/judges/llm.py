@@ -10,6 +10,10 @@ every judge call is cached, retried with backoff and counted against a budget.
   agree, otherwise the verdict is ``inconsistent``. Row fields ``judge_order_ab`` and
   ``judge_order_ba`` keep both raw verdicts.
 
+A reply that is not JSON, or has no usable score or winner, is dropped from the reply cache,
+so a rerun asks again instead of replaying it. ``fingerprint()`` (the judge model and base URL)
+goes into the compare run's fingerprint: a rerun with another judge model does not mix verdicts.
+
 Settings (``make_judge(name, **settings)``, else environment variables):
 ``model`` (``SPECDECODE_JUDGE_MODEL``), ``base_url`` (``SPECDECODE_JUDGE_BASE_URL``),
 ``api_key_env`` (``SPECDECODE_JUDGE_API_KEY_ENV``; default ``GEMINI_API_KEY``/``GOOGLE_API_KEY``
@@ -21,6 +25,7 @@ or ``OPENAI_API_KEY``), ``max_calls`` (``SPECDECODE_JUDGE_MAX_CALLS``), ``timeou
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,6 +37,7 @@ from specdecode.errors import InputError
 from specdecode.evaluate.judges.agreement import score_agreement, winner_agreement
 from specdecode.evaluate.judges.base import Verdict
 from specdecode.prompts import JUDGE_PAIRWISE_SYSTEM, JUDGE_POINTWISE_SYSTEM, judge_answer, judge_context
+from specdecode.teacher.cache import public_url
 from specdecode.teacher.client import CallFailed, ClientConfig, LLMClient, RetryPolicy
 from specdecode.teacher.jsonfix import ReplyParseError, parse_reply
 from specdecode.teacher.providers import GenerationSettings
@@ -47,6 +53,7 @@ PAIRWISE_SCHEMA = {
     "properties": {"winner": {"type": "string", "enum": ["A", "B", "tie"]}, "reason": {"type": "string"}},
     "required": ["winner", "reason"],
 }
+Job = tuple[str, str, dict[str, Any]]  # (system prompt, user prompt, response schema)
 
 
 def _env(name: str) -> str | None:
@@ -141,20 +148,35 @@ class LLMJudge:
         self.provider = provider
         self.client = client or LLMClient(client_config(provider, settings))
 
-    def _ask(self, system: str, user: str, schema: dict[str, Any]) -> dict[str, Any]:
-        completion = self.client.complete(
-            [{"role": "system", "content": system}, {"role": "user", "content": user}], schema
-        )
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the verdicts besides the judge's name: its model and server (never the key)."""
+        config = self.client.config
+        return {"judge_model": config.model, "judge_base_url": public_url(config.base_url)}
+
+    @staticmethod
+    def _messages(job: Job) -> list[dict[str, str]]:
+        system, user, _ = job
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def _ask(self, job: Job) -> dict[str, Any]:
+        """The judge's reply object; raises CallFailed (kind ``parse`` when it is not JSON)."""
+        completion = self.client.complete(self._messages(job), job[2])
         try:
             obj, _ = parse_reply(completion.text)
         except ReplyParseError as exc:
+            self._forget(job)
             raise CallFailed(f"judge reply is not JSON: {exc}", "parse", completion.attempts) from None
         return obj
 
-    def _both(self, jobs: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any] | CallFailed]:
-        def run(job: tuple[str, str, dict[str, Any]]) -> dict[str, Any] | CallFailed:
+    def _forget(self, job: Job) -> None:
+        """Drop an unusable reply from the cache, so that a rerun asks again instead of replaying it."""
+        if self.client.cache is not None:
+            self.client.cache.forget(self.client.key(self._messages(job), job[2]))
+
+    def _both(self, jobs: Sequence[Job]) -> list[dict[str, Any] | CallFailed]:
+        def run(job: Job) -> dict[str, Any] | CallFailed:
             try:
-                return self._ask(*job)
+                return self._ask(job)
             except CallFailed as exc:
                 return exc
 
@@ -174,21 +196,23 @@ class PointwiseJudge(LLMJudge):
 
     def compare(self, example: Any, base: dict[str, Any], lora: dict[str, Any], mode: str) -> Verdict:
         context = _context(example, mode)
-        results = self._both(
-            [
-                (JUDGE_POINTWISE_SYSTEM, f"{context}\n\nAgent's answer:\n{_answer(s)}", POINTWISE_SCHEMA)
-                for s in (base, lora)
-            ]
-        )
+        jobs: list[Job] = [
+            (JUDGE_POINTWISE_SYSTEM, f"{context}\n\nAgent's answer:\n{_answer(s)}", POINTWISE_SCHEMA)
+            for s in (base, lora)
+        ]
+        results = self._both(jobs)
         extra: dict[str, Any] = {}
         scores: list[float] = []
-        for side, result in zip(("base", "lora"), results):
+        for side, job, result in zip(("base", "lora"), jobs, results):
             if isinstance(result, CallFailed):
                 extra[f"judge_{side}_error"] = result.message
                 continue
             try:
                 value = float(result.get("score"))
+                if not math.isfinite(value):
+                    raise ValueError(value)
             except (TypeError, ValueError):
+                self._forget(job)
                 extra[f"judge_{side}_error"] = f"no numeric score in the reply: {result!r}"[:300]
                 continue
             score = min((1.0, 0.5, 0.0), key=lambda level: abs(level - value))  # snap to the rubric
@@ -221,7 +245,7 @@ class PairwiseJudge(LLMJudge):
     def compare(self, example: Any, base: dict[str, Any], lora: dict[str, Any], mode: str) -> Verdict:
         context = _context(example, mode)
         orders = (("ab", base, lora, ("base", "lora")), ("ba", lora, base, ("lora", "base")))
-        jobs = [
+        jobs: list[Job] = [
             (
                 JUDGE_PAIRWISE_SYSTEM,
                 f"{context}\n\nAnswer A:\n{_answer(a)}\n\nAnswer B:\n{_answer(b)}",
@@ -232,7 +256,7 @@ class PairwiseJudge(LLMJudge):
         results = self._both(jobs)
         extra: dict[str, Any] = {}
         means: list[str] = []
-        for (tag, _, _, (side_a, side_b)), result in zip(orders, results):
+        for (tag, _, _, (side_a, side_b)), job, result in zip(orders, jobs, results):
             record: dict[str, Any] = {"A": side_a, "B": side_b}
             if isinstance(result, CallFailed):
                 record["error"] = result.message
@@ -244,6 +268,7 @@ class PairwiseJudge(LLMJudge):
                     winner=label, means=meaning or "unreadable", reason=str(result.get("reason", ""))
                 )
                 if meaning is None:
+                    self._forget(job)
                     record["error"] = f"winner must be A, B or tie, got {raw!r}"
                 else:
                     means.append(meaning)
