@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from specdecode import SpeculativeExecutor
+from specdecode.integrations import Speculation
 from specdecode.records import ToolCall, ToolSpec
 from specdecode.registry import Registry
 from specdecode.speculate.predictors import Predictor, StepContext
@@ -159,7 +160,8 @@ def test_failing_speculative_call_does_not_reach_the_agent(call):
         ex.settle(5)
         wait_for(lambda: tools.counts["search"] == 1)
         assert call(ex, "search", {"query": "x"}) == "result 2 for x"
-        assert ex.stats.errors == 1 and ex.stats.hits == 0 and ex.stats.misses == 1
+        stats = ex.stats
+        assert (stats.errors, stats.hits, stats.misses, stats.wasted_calls) == (1, 0, 1, 1)
 
 
 def test_hanging_speculative_call_does_not_hold_up_the_real_one(call):
@@ -249,3 +251,121 @@ def test_async_tool_functions():
 
     assert asyncio.run(agent()) == "async x"
     assert calls["n"] == 1
+
+
+def in_daemon_thread(fn, timeout: float = 5.0):
+    """``fn()``'s result, or a failure if it has not returned within ``timeout`` (a hang)."""
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert out, "hung"
+    return out[0]
+
+
+def test_finished_speculative_result_is_used_after_its_timeout(call):
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+    with SpeculativeExecutor(
+        predictor, REGISTRY, tools.functions(), auto=False, tool_timeouts={"search": 0.05}
+    ) as ex:
+        ex.start("q")
+        ex.settle(5)
+        wait_for(lambda: tools.counts["search"] == 1 and ex.running == 0)
+        time.sleep(0.1)  # the agent thinks longer than the timeout: no time left, result ready
+        assert call(ex, "search", {"query": "x"}) == "result 1 for x"
+        assert tools.counts["search"] == 1
+        stats = ex.stats
+        assert (stats.hits, stats.misses, stats.errors, stats.wasted_calls) == (1, 0, 0, 0)
+
+
+def test_wrapped_sync_tool_keeps_its_slot_until_it_really_returns():
+    release, started = threading.Event(), []
+
+    def lookup(key: str) -> str:
+        started.append(key)
+        release.wait(5)
+        return key
+
+    predictor = Always(ToolCall(tool_name="lookup", arguments={"key": "a"}))
+    ex = SpeculativeExecutor(
+        predictor, REGISTRY, {"lookup": lookup}, max_concurrency=1, tool_timeouts={"lookup": 0.05}
+    )
+    Speculation(ex)  # wraps lookup in an async dispatcher
+    try:
+        ex.speculate("q", [])
+        assert len(ex.settle(5)) == 1
+        wait_for(lambda: len(started) == 1)
+        time.sleep(0.2)  # well past the timeout; the call is still running
+        assert ex.running == 1
+        ex.speculate("q", [])  # a new round: the only slot is still taken
+        assert ex.settle(5) == [] and ex.stats.skipped == 1
+        time.sleep(0.05)
+        assert len(started) == 1 and ex.max_running == 1
+    finally:
+        release.set()
+        ex.close()
+    wait_for(lambda: ex.running == 0)
+
+
+def test_calls_after_close_run_the_tool_directly(call):
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+    ex = SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=True)
+    ex.start("q")
+    ex.settle(5)
+    wait_for(lambda: tools.counts["search"] == 1)
+    ex.close()
+    before = ex.stats
+    assert call(ex, "search", {"query": "x"}) == "result 2 for x"  # not matched, nothing raised
+    assert call(ex, "send_email", {"to": "a@b.c"}) == "sent to a@b.c"
+    assert ex.start("q").result(1) == [] and ex.speculate("q", []).result(1) == []
+    time.sleep(0.05)
+    assert tools.counts == {"search": 2, "lookup": 0, "send_email": 1}
+    assert ex.stats == before and ex.history == []
+
+
+def test_async_tool_call_after_close_does_not_hang():
+    async def search(query: str) -> str:
+        await asyncio.sleep(0.01)
+        return f"async {query}"
+
+    async def from_a_running_loop() -> str:
+        return ex.call("search", {"query": "in loop"})
+
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+    ex = SpeculativeExecutor(predictor, REGISTRY, {"search": search}, auto=True)
+    ex.start("q")
+    ex.settle(5)
+    wait_for(lambda: ex.stats.launched == 1 and ex.running == 0)  # the background loop runs
+    ex.close()
+    assert in_daemon_thread(lambda: ex.call("search", {"query": "y"})) == "async y"
+    assert in_daemon_thread(lambda: asyncio.run(from_a_running_loop())) == "async in loop"
+    assert asyncio.run(asyncio.wait_for(ex.acall("search", {"query": "z"}), 5)) == "async z"
+
+
+@pytest.mark.parametrize("fails_later", [False, True])
+def test_timed_out_speculative_call_is_counted_once(call, fails_later):
+    release, runs = threading.Event(), []
+
+    def search(query: str) -> str:
+        runs.append(query)
+        if len(runs) == 1:  # the speculative call: outlives its timeout
+            release.wait(5)
+            if fails_later:
+                raise RuntimeError("late failure")
+        return f"real {query}"
+
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "x"}))
+    with SpeculativeExecutor(
+        predictor, REGISTRY, {"search": search}, auto=False, tool_timeouts={"search": 0.1}
+    ) as ex:
+        ex.start("q")
+        ex.settle(5)
+        wait_for(lambda: len(runs) == 1)
+        assert call(ex, "search", {"query": "x"}) == "real x"
+        release.set()
+        wait_for(lambda: ex.running == 0)
+        stats = ex.stats
+        assert (stats.hits, stats.misses, stats.errors, stats.wasted_calls) == (0, 1, 1, 1)
+        assert stats.launched == stats.hits + stats.wasted_calls

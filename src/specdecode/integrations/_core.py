@@ -13,8 +13,10 @@ An adapter sits at two points of an agent framework's loop:
 The executor is run with ``auto=False`` (the framework owns the history). Its ``tools`` map
 keeps the plain Python functions that speculative calls run; :class:`Speculation` replaces
 each entry with a dispatcher that, inside a real call, runs the framework's own execution
-instead (a context variable tells the two apart: speculative calls run in the executor's
-own threads and never see it).
+instead (a context variable marks the real call). Speculative calls never go through the
+dispatcher: the executor runs the plain function it names (``ORIGINAL_ATTRIBUTE``) — a sync
+one in the executor's own threads, so a slow call holds its concurrency slot until it really
+returns (``asyncio.to_thread`` under a cancelled ``wait_for`` would free the slot early).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from specdecode.records import TraceStep
-from specdecode.speculate.executor import ExecutorStats, SpeculativeExecutor
+from specdecode.speculate.executor import ORIGINAL_ATTRIBUTE, ExecutorStats, SpeculativeExecutor
 
 
 @dataclass
@@ -43,12 +45,13 @@ class _RealCall:
 
 
 _REAL: ContextVar[_RealCall | None] = ContextVar("specdecode_real_call", default=None)
-_ORIGINAL = "__specdecode_original__"
+_ORIGINAL = ORIGINAL_ATTRIBUTE  # the executor's speculative calls run this plain function
 
 
 def _dispatcher(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """An ``async def`` the executor calls for ``name``: the framework's execution inside a
-    real call, the plain function otherwise (a speculative call)."""
+    """An ``async def`` the executor calls for ``name`` in a real call: the framework's
+    execution inside :meth:`Speculation.call`/``acall``, the plain function otherwise (a real
+    call made on the executor directly). Speculative calls run the plain function itself."""
     fn_is_async = inspect.iscoroutinefunction(fn)
 
     async def dispatch(**arguments: Any) -> Any:
