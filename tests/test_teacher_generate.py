@@ -293,17 +293,9 @@ def test_a_registry_with_a_broken_schema_fails_before_any_call(tmp_path: Path) -
     assert proc.returncode == 2 and "'objekt'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_rerun_with_other_teacher_settings_is_refused_unless_overwrite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rerun_with_other_teacher_settings_is_refused_unless_overwrite(tmp_path: Path) -> None:
     """Rows made by another teacher (or other generation settings) are never mixed in: the rerun
     stops with one line naming the file and what differs; ``overwrite`` replaces them."""
-    from specdecode.errors import InputError
-    from specdecode.registry import load_registry
-    from specdecode.teacher import ClientConfig, LLMClient
-    from specdecode.teacher.generate import TraceGenerator, generate_traces, load_questions
-    from specdecode.teacher.providers import GenerationSettings
-
     write_questions(tmp_path / "q.jsonl", ["One?", "Two?"])
     out = tmp_path / "t.jsonl"
     with FakeLLMServer(KEY, teacher_reply) as server:
@@ -319,23 +311,26 @@ def test_rerun_with_other_teacher_settings_is_refused_unless_overwrite(
         assert "model 'teacher' → 'teacher-2'" in other.stderr and "temperature 0.0 → 0.7" in other.stderr
         assert out.read_bytes() == kept and server.calls == 2
 
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        generation = GenerationSettings(temperature=0.7)
-        client = LLMClient(
-            ClientConfig(
-                "openai", "teacher-2", base_url=server.openai_url, generation=generation, cache=False
-            )
+        again = cli(
+            tmp_path,
+            *base,
+            "--model",
+            "teacher-2",
+            "--temperature",
+            "0.7",
+            "--no-cache",
+            "--overwrite",
+            *FAST,
         )
-        generator = TraceGenerator(client, load_registry("tools4"))
-        questions = load_questions(tmp_path / "q.jsonl")
-        summary = generate_traces(questions, generator, out, show_progress=False, overwrite=True)
-        assert server.calls == 4 and summary["resumed"] == 0
-        assert summary["fingerprint"] == generator.settings and "api_key" not in json.dumps(summary)
+        assert again.returncode == 0, again.stderr
+        assert server.calls == 4
     assert {r["teacher"]["model"] for r in rows(out)} == {"teacher-2"}
-    assert all(r["teacher_settings"] == generator.settings for r in rows(out))
+    assert all(r["teacher_settings"]["temperature"] == 0.7 for r in rows(out))
 
     # A file from before fingerprints (no teacher_settings) is not trusted either.
     legacy = [{k: v for k, v in r.items() if k != "teacher_settings"} for r in rows(out)]
     out.write_text("".join(json.dumps(r) + "\n" for r in legacy), encoding="utf-8")
-    with pytest.raises(InputError, match="record no settings"):
-        generate_traces(questions, generator, out, show_progress=False)
+    with FakeLLMServer(KEY, teacher_reply) as server:
+        base = [tmp_path / "q.jsonl", "--provider", "openai", "--base-url", server.openai_url, "--out", out]
+        old = cli(tmp_path, *base, "--model", "teacher-2", "--temperature", "0.7", "--no-cache", *FAST)
+        assert old.returncode == 2 and "record no settings" in old.stderr and server.calls == 0

@@ -45,7 +45,9 @@ def generate(settings: TraceGenerateSettings) -> None:
     client = LLMClient(config)
     try:
         generator = TraceGenerator(client, reg, s.tool_style)
-        summary = generate_traces(items, generator, s.out, show_progress=s.progress is not False)
+        summary = generate_traces(
+            items, generator, s.out, show_progress=s.progress is not False, overwrite=s.overwrite
+        )
     finally:
         client.close()
     stats = summary["client"]
