@@ -107,7 +107,8 @@ def test_hf_eval_resumes_to_the_same_file(tiny_qwen3: Path, synth_split: Path, t
     run_cli(*args, "--output_file", full, check=True)
     part = tmp_path / "part.jsonl"
     lines = full.read_text().splitlines()
-    part.write_text("\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2])  # killed mid-write
+    torn = (lines[5][: len(lines[5]) // 2] + "é").encode()[:-1]  # killed mid-write, inside a character
+    part.write_bytes(("\n".join(lines[:5]) + "\n").encode() + torn)
     proc = run_cli(*args, "--output_file", part, check=True)
     assert "resuming: 5 of 12" in proc.stderr
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731

@@ -34,7 +34,7 @@ from specdecode.evaluate.metrics import (
 )
 from specdecode.evaluate.parse import parse_calls
 from specdecode.jsonl import append_jsonl, iter_json_lines, read_records, write_json, write_jsonl
-from specdecode.models import adapter_form
+from specdecode.models import adapter_form, adapter_identity, file_sha256
 from specdecode.prompts import PromptOptions, call_text
 from specdecode.records import ChatRecord, ToolCall, ToolSpec, TraceRecord
 from specdecode.registry import Registry
@@ -245,7 +245,7 @@ def _resume(output: Path, ids: set[str], run_id: str | None, overwrite: bool) ->
     check_output_file(output)
     if not output.exists():
         return done
-    for line in output.read_text(encoding="utf-8").splitlines():
+    for line in output.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -533,32 +533,13 @@ def compare(
 
 
 # --------------------------------------------------------------------------- from settings
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _adapter_identity(lora_dir: str | None, backend: str) -> str | None:
-    """What makes an adapter itself: the hash of its weights (its served name for openai)."""
-    if lora_dir is None:
-        return None
-    weights = Path(lora_dir) / "adapter_model.safetensors"
-    if backend != "openai" and weights.is_file():
-        return f"{Path(lora_dir).resolve()}@{file_sha256(weights)[:16]}"
-    return lora_dir
-
-
 def run_fingerprint(settings: EvalSettings, registry: Registry, prompt_form: str) -> dict[str, Any]:
     """Everything that changes a run's answers: model and adapter identity, mode, backend, dtype,
     registry, prompt options, generation settings and the input file's hash."""
     tools = json.dumps([t.model_dump() for t in registry.tools], sort_keys=True)
     return {
         "base_model": settings.base_model,
-        "adapter": _adapter_identity(settings.lora_dir, settings.backend),
+        "adapter": adapter_identity(settings.lora_dir, settings.backend),
         "lora_name": settings.lora_name,
         "mode": settings.mode,
         "backend": settings.backend,
