@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
-N = 48
+N = 32
 
 
 @pytest.fixture(scope="module")
