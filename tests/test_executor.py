@@ -344,6 +344,31 @@ def test_async_tool_call_after_close_does_not_hang():
     assert asyncio.run(asyncio.wait_for(ex.acall("search", {"query": "z"}), 5)) == "async z"
 
 
+def test_close_during_a_real_async_call_lets_it_finish():
+    started = threading.Event()
+
+    async def send_email(to: str) -> str:  # not read-only: a real call on the background loop
+        started.set()
+        await asyncio.sleep(0.3)
+        return f"sent to {to}"
+
+    ex = SpeculativeExecutor(Always(), REGISTRY, {"send_email": send_email}, auto=False)
+    out: list = []
+    agent = threading.Thread(target=lambda: out.append(ex.call("send_email", {"to": "a@b.c"})), daemon=True)
+    agent.start()
+    assert started.wait(5)  # the tool is running on the executor's loop
+    closer = threading.Thread(target=ex.close, daemon=True)
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive(), "close() hung"
+    agent.join(5)
+    assert not agent.is_alive(), "the real call hung after close()"
+    assert out == ["sent to a@b.c"]
+    wait_for(lambda: not ex._loop.is_running())  # the last real call stopped the loop
+    # a real call made after close() runs directly, on a fresh loop
+    assert in_daemon_thread(lambda: ex.call("send_email", {"to": "d@e.f"})) == "sent to d@e.f"
+
+
 @pytest.mark.parametrize("fails_later", [False, True])
 def test_timed_out_speculative_call_is_counted_once(call, fails_later):
     release, runs = threading.Event(), []

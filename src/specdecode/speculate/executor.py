@@ -24,7 +24,10 @@ Guarantees:
 * a prediction that arrives after the agent's real call is dropped (nothing launched);
 * speculative results are used only for the round (the observation) they were launched in;
 * after :meth:`SpeculativeExecutor.close`, ``call``/``acall`` run the tool directly (nothing is
-  speculated, matched, counted or recorded) and ``speculate``/``start``/``observe`` launch nothing.
+  speculated, matched, counted or recorded) and ``speculate``/``start``/``observe`` launch nothing;
+* ``close()`` never strands a real call: one already running an ``async def`` tool on the
+  executor's background event loop (a thread's ``call``) finishes normally, because the loop is
+  stopped only once no such call is left — ``close()`` itself returns at once, without waiting.
 """
 
 from __future__ import annotations
@@ -192,6 +195,7 @@ class SpeculativeExecutor:
         self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="speculator")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._real_on_loop = 0  # real calls running on the background loop now
         self._round = _Round(epoch=0, closed=True)
         self._stats = ExecutorStats()
         self.running = 0  # speculative calls running now
@@ -292,14 +296,20 @@ class SpeculativeExecutor:
 
         Later ``call``/``acall`` run the tool directly — nothing is speculated, matched, counted
         or recorded in the history — and ``speculate``/``start``/``observe`` launch nothing.
+
+        Returns at once, and never strands a real call already running: the background event
+        loop (where a thread's ``call`` runs an ``async def`` tool) is stopped now if no real call
+        is on it, else by the last such call when it ends, so each gets its tool's own result or
+        exception. Until then the abandoned ``async def`` speculative calls may still run on it.
         """
         with self._lock:
             self._closed = True
             self._close_round()
+            loop = self._loop if self._real_on_loop == 0 else None
         self._predict_pool.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
 
     def __enter__(self) -> SpeculativeExecutor:
         return self
@@ -417,13 +427,27 @@ class SpeculativeExecutor:
 
     def _run_real(self, real: ToolCall) -> Any:
         """Run the agent's real call in this thread (an ``async def`` tool on the background
-        loop, or on a fresh one once closed)."""
+        loop, or on a fresh one once closed).
+
+        A call on the background loop is registered (atomically with the ``_closed`` check), so
+        that :meth:`close` leaves the loop running until the last such call has ended."""
         fn = self._function(real.tool_name)
         if not inspect.iscoroutinefunction(fn):
             return fn(**real.arguments)
-        if self._closed:
+        with self._lock:
+            loop = None if self._closed else self._event_loop()
+            if loop is not None:
+                self._real_on_loop += 1
+        if loop is None:
             return _run_on_fresh_loop(fn, real.arguments)
-        return asyncio.run_coroutine_threadsafe(fn(**real.arguments), self._event_loop()).result()
+        try:
+            return asyncio.run_coroutine_threadsafe(fn(**real.arguments), loop).result()
+        finally:
+            with self._lock:
+                self._real_on_loop -= 1
+                stop = self._closed and self._real_on_loop == 0
+            if stop:  # close() came while this call ran and left the loop to it
+                loop.call_soon_threadsafe(loop.stop)
 
     async def _arun_real(self, real: ToolCall) -> Any:
         """Run the agent's real call from asyncio (a sync tool in a worker thread)."""
