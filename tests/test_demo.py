@@ -31,3 +31,18 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     again = run_cli("demo", "--out", out, "--n", "24", "--max-steps", "4", check=True)
     assert again.stderr.count("reused") >= len(stages)
     assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()} == stages
+
+
+def test_demo_training_replaces_an_adapter_left_by_other_settings(tmp_path: Path) -> None:
+    """A changed train stage starts afresh: it must not resume from the checkpoints of a run with
+    other settings (that run's steps would count as done and its weights be kept)."""
+    from specdecode.demo import data_stage, train_stage
+
+    out = tmp_path / "demo"
+    data_stage(out, 24, 0, "tools4")
+    train_stage(out, 0, 2, "conversation")
+    first = (out / "adapter" / "adapter_model.safetensors").read_bytes()
+    result = train_stage(out, 1, 2, "conversation")  # another seed: other settings
+    summary = json.loads((out / "adapter" / "training_summary.json").read_text())
+    assert summary["resumed_from"] is None and result["steps"] == 2
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() != first
