@@ -166,17 +166,22 @@ def test_make_judge_names_settings_and_old_import(judge_env: Path, monkeypatch: 
     assert make_judge("openai", model="from-arg", cache=False).client.config.model == "from-arg"
 
 
-def test_pairwise_judge_in_compare_order_swap_and_kappa(synth_split: Path, tmp_path: Path) -> None:
-    """``specdecode compare --judge pairwise-openai`` end to end: the model and the judge are both
-    loopback servers; the results file shows both orders, the summary κ."""
-    out = tmp_path / "cmp.jsonl"
-    env = {
+def _compare_env(tmp_path: Path) -> dict[str, str]:
+    """Keys for the loopback model and judge servers, fast retries, a reply cache in tmp_path."""
+    return {
         **os.environ,
         "MODEL_KEY": MODEL_KEY,
         "JUDGE_KEY": KEY,
         "SPECDECODE_JUDGE_BACKOFF": "0.001",
         "SPECDECODE_LLM_CACHE": str(tmp_path / "cache.sqlite"),
     }
+
+
+def test_pairwise_judge_in_compare_order_swap_and_kappa(synth_split: Path, tmp_path: Path) -> None:
+    """``specdecode compare --judge pairwise-openai`` end to end: the model and the judge are both
+    loopback servers; the results file shows both orders, the summary κ."""
+    out = tmp_path / "cmp.jsonl"
+    env = _compare_env(tmp_path)
     with (
         FakeOpenAI(MODEL_KEY) as model,
         FakeLLMServer(KEY, judge_reply, script=["429", None, "500"]) as judge,
@@ -285,13 +290,7 @@ def test_compare_resume_judges_error_rows_again_and_fingerprints_the_judge_model
     """Rows whose verdict was an error (here: the judge's call budget ran out) are judged again on
     resume, from the kept answers; another --judge-model is a run with other settings."""
     out = tmp_path / "cmp.jsonl"
-    env = {
-        **os.environ,
-        "MODEL_KEY": MODEL_KEY,
-        "JUDGE_KEY": KEY,
-        "SPECDECODE_JUDGE_BACKOFF": "0.001",
-        "SPECDECODE_LLM_CACHE": str(tmp_path / "cache.sqlite"),
-    }
+    env = _compare_env(tmp_path)
     test_file = synth_split / "test.jsonl"
     with FakeOpenAI(MODEL_KEY) as model, FakeLLMServer(KEY, judge_reply) as judge:
         first = _compare_cli(

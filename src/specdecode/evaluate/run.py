@@ -536,7 +536,6 @@ def compare(
 def run_fingerprint(settings: EvalSettings, registry: Registry, prompt_form: str) -> dict[str, Any]:
     """Everything that changes a run's answers: model and adapter identity, mode, backend, dtype,
     registry, prompt options, generation settings and the input file's hash."""
-    tools = json.dumps([t.model_dump() for t in registry.tools], sort_keys=True)
     return {
         "base_model": settings.base_model,
         "adapter": adapter_identity(settings.lora_dir, settings.backend),
@@ -544,7 +543,7 @@ def run_fingerprint(settings: EvalSettings, registry: Registry, prompt_form: str
         "mode": settings.mode,
         "backend": settings.backend,
         "dtype": settings.dtype,
-        "registry": hashlib.sha256(tools.encode()).hexdigest()[:16],
+        "registry": registry.fingerprint(),
         "tool_style": settings.tool_style,
         "prompt_form": prompt_form,
         "constrained": settings.constrained,

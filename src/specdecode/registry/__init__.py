@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -33,6 +34,11 @@ class Registry:
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.tools]
+
+    def fingerprint(self) -> str:
+        """A short hash of every tool's name, description and schema (part of run fingerprints)."""
+        tools = json.dumps([t.model_dump() for t in self.tools], sort_keys=True)
+        return hashlib.sha256(tools.encode()).hexdigest()[:16]
 
     def get(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)

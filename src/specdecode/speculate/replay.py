@@ -257,7 +257,7 @@ def replay(
     gold = {(c.id, c.step): t.trace[c.step].action for t in traces for c in contexts_of(t, registry)}
     base_fp = {
         "traces": traces_fingerprint(traces),
-        "registry": sorted(json.dumps(t.model_dump(), sort_keys=True) for t in registry.tools),
+        "registry": registry.fingerprint(),
         "k": settings.k,
         "matcher": settings.matcher,
         "threshold": settings.threshold,

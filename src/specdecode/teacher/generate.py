@@ -23,7 +23,6 @@ error naming what differs, unless ``overwrite`` replaces the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
@@ -132,12 +131,11 @@ class TraceGenerator:
     def fingerprint(self) -> dict[str, Any]:
         """Everything that decides a trace besides the question (never the API key)."""
         config, generation = self.client.config, self.client.config.generation
-        tools = json.dumps([t.model_dump() for t in self.registry.tools], sort_keys=True)
         return {
             "provider": config.provider,
             "model": config.model,
             "base_url": public_url(config.base_url),
-            "registry": hashlib.sha256(tools.encode()).hexdigest()[:16],
+            "registry": self.registry.fingerprint(),
             "tool_style": self.tool_style,
             "json_mode": generation.json_mode,
             "temperature": generation.temperature,
