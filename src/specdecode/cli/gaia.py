@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from specdecode.cli._common import Out, SkipInvalid, console, done
-from specdecode.errors import InputError
+from specdecode.cli._common import Out, SkipInvalid, console, done, parse_ratios
 from specdecode.jsonl import read_records, write_json, write_jsonl
 
 gaia_app = typer.Typer(
@@ -46,16 +45,6 @@ def gaia_load(
     )
 
 
-def _parse_ratios(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise InputError(f"--ratios: expected three numbers like 0.75,0.125,0.125, got {text!r}") from None
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise InputError(f"--ratios: expected three non-negative numbers summing to 1, got {text!r}")
-    return parts  # type: ignore[return-value]
-
-
 def _read_keyed(path: Path, skip_invalid: bool) -> list[dict]:
     """Rows with an ``id`` and an optional integer ``level`` (questions, traces or chats)."""
     from pydantic import BaseModel, ConfigDict, Field
@@ -85,7 +74,7 @@ def gaia_split(
     """Split by level: every level with ≥ 3 items appears in every split."""
     from specdecode.gaia import stratified_split
 
-    parts = stratified_split(_read_keyed(input, skip_invalid), _parse_ratios(ratios), seed)
+    parts = stratified_split(_read_keyed(input, skip_invalid), parse_ratios(ratios), seed)
     for name, rows in parts.items():
         write_jsonl(out_dir / f"{name}.jsonl", rows)
         if per_question_dirs:
