@@ -69,6 +69,29 @@ def test_tool_rendering_compact_and_json() -> None:
     assert len(long[0]["content"]) > len(next_call_messages("q", tools)[0]["content"])
 
 
+def test_compact_tools_show_first_sentence_and_enums() -> None:
+    from specdecode.records import ToolSpec
+
+    spec = ToolSpec(
+        name="cancel_order",
+        description="Cancel a pending order. The agent must ask first.\nSecond line. More rules.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "order_id": {"type": "string"},
+                "reason": {"enum": ["mistake", "no longer needed"]},
+            },
+            "required": ["order_id", "reason"],
+        },
+    )
+    line = render_tools([spec])
+    assert (
+        line
+        == '- cancel_order(order_id: string, reason: "mistake"|"no longer needed") — Cancel a pending order.'
+    )
+    assert "The agent must ask first" in render_tools([spec], "json")  # the full text on request
+
+
 def test_convert_cli_all_forms_validate(tmp_path: Path) -> None:
     traces = tmp_path / "t.jsonl"
     run_cli("data", "synth", "--n", "12", "--registry", "tools17", "--out", traces, check=True)

@@ -24,6 +24,7 @@ Every other text a model is shown lives here too: the teacher's instructions and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,15 +66,28 @@ def _arg_signature(spec: ToolSpec) -> str:
     parts = []
     for name, schema in props.items():
         kind = schema.get("type", "any") if isinstance(schema, dict) else "any"
+        if isinstance(schema, dict) and isinstance(schema.get("enum"), list):
+            kind = "|".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"])
         parts.append(f"{name}{'' if name in required else '?'}: {kind}")
     return ", ".join(parts)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
+
+
+def summary_line(description: str) -> str:
+    """A tool description's first sentence (of its first line): what the compact style shows.
+    Real tools' descriptions run to a paragraph of usage rules; their first sentence says what
+    the tool does, and a speculator's prompt length is its latency."""
+    first = description.strip().splitlines()[0] if description.strip() else ""
+    return _SENTENCE_END.split(first, maxsplit=1)[0]
+
+
 def render_tools(tools: Sequence[ToolSpec], style: ToolStyle = "compact") -> str:
-    """Tools as prompt text: ``name(arg: type, opt?: type) — description`` or JSON schemas."""
+    """Tools as prompt text: ``name(arg: type, opt?: type) — first sentence`` or JSON schemas."""
     if style == "json":
         return json.dumps([t.json_schema() for t in tools], ensure_ascii=False)
-    return "\n".join(f"- {t.name}({_arg_signature(t)}) — {t.description.splitlines()[0]}" for t in tools)
+    return "\n".join(f"- {t.name}({_arg_signature(t)}) — {summary_line(t.description)}" for t in tools)
 
 
 def call_text(call: ToolCall) -> str:
