@@ -153,9 +153,22 @@ class TrainConfig(Settings):
         2048, ge=1, **_help("Tokens per example; longer ones are truncated or dropped and counted.")
     )
     learning_rate: float = Field(2e-4, gt=0, **_help("Peak learning rate."))
-    per_device_train_batch_size: int = Field(2, ge=1, **_help("Micro-batch size per process."))
+    per_device_train_batch_size: int = Field(
+        2, ge=1, **_help("Examples per batch per process (cut into micro-batches by --max-tokens-per-batch).")
+    )
     per_device_eval_batch_size: int = Field(8, ge=1, **_help("Validation batch size per process."))
-    gradient_accumulation_steps: int = Field(8, ge=1, **_help("Micro-batches per optimizer step."))
+    gradient_accumulation_steps: int = Field(
+        8, ge=1, **_help("Batches per optimizer step: an update is batch size × this many examples.")
+    )
+    max_tokens_per_batch: int | None = Field(
+        None,
+        ge=0,
+        **_help(
+            "Memory bound: each batch is cut into length-sorted micro-batches of at most this many padded "
+            "tokens (examples × longest); the update size in examples is unchanged. [default: from the "
+            "free memory, printed at start; padding-free batches need none; 0 = off]"
+        ),
+    )
     num_train_epochs: float = Field(3.0, gt=0, **_help("Epochs (ignored when --max-steps > 0)."))
     max_steps: int = Field(-1, **_help("Optimizer steps; overrides epochs when > 0."))
     eval_steps: int = Field(50, ge=1, **_help("Validation loss every N steps."))
@@ -184,7 +197,9 @@ class TrainConfig(Settings):
     seed: int = Field(42, **_help("Seed for data order, LoRA init and dropout."))
     load_in_4bit: bool = Field(False, **_help("QLoRA: 4-bit base model (CUDA + bitsandbytes)."))
     trust_remote_code: bool = Field(False, **_help("Allow model code from the model repo."))
-    gradient_checkpointing: bool = Field(False, **_help("Trade compute for memory."))
+    gradient_checkpointing: bool = Field(
+        False, **_help("Trade compute for memory (switched on by itself when one example would not fit).")
+    )
     save_total_limit: int = Field(2, ge=1, **_help("Checkpoints kept (the best one is always kept)."))
     resume: bool = Field(False, **_help("Continue from the last checkpoint in --output-dir."))
     skip_invalid: bool = Field(False, **_help("Skip bad input lines with a counted warning."))

@@ -28,6 +28,7 @@ from specdecode.records import ToolCall, TraceRecord
 from specdecode.registry import Registry
 from specdecode.speculate.match import exact, make_matcher, same_call, same_name
 from specdecode.speculate.predictors.base import Predictor, StepContext, contexts_of
+from specdecode.speculate.schema import CallGuard
 from specdecode.speculate.simulate import Distribution, LatencyModel, Step, Totals, keyed_rng, sweep
 
 console = Console(stderr=True)
@@ -69,9 +70,17 @@ def _calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
 
 
 def score_row(
-    name: str, context: StepContext, gold: ToolCall, pred: Sequence[ToolCall], latency: float, settings
+    name: str,
+    context: StepContext,
+    gold: ToolCall,
+    pred: Sequence[ToolCall],
+    latency: float,
+    settings,
+    probs: Sequence[float] = (),
+    invalid: int = 0,
 ) -> dict[str, Any]:
-    """One step's outcome for one predictor."""
+    """One step's outcome for one predictor (``pred``: its schema-valid candidates; ``invalid``:
+    how many it proposed that broke their tool's schema and were dropped)."""
     matcher = make_matcher(settings.matcher, settings.threshold)
     top = list(pred[: settings.k])
     first = top[:1]
@@ -84,6 +93,8 @@ def score_row(
         "gold_tool": gold.tool_name,
         "gold_call": {"tool_name": gold.tool_name, "arguments": gold.arguments},
         "pred_calls": _calls(top),
+        "pred_probs": [round(float(p), 6) for p in list(probs)[: len(top)]],
+        "invalid": invalid,
         "latency": round(latency, 6),
         "hit_at_1": bool(first and matcher(first[0], gold)),
         "hit_at_k": rank is not None,
@@ -93,6 +104,22 @@ def score_row(
         "exact_hit_at_1": bool(first and exact(first[0], gold)),
         "normalised_hit_at_1": bool(first and same_call(first[0], gold)),
     }
+
+
+def guarded(pred: Any, guard: CallGuard) -> tuple[list[ToolCall], list[float], int]:
+    """A prediction's candidates cast to their tools' schemas: the valid ones (with their
+    probabilities, when the predictor gave them) and how many were dropped."""
+    calls, probs, invalid = [], [], 0
+    given = list(getattr(pred, "probs", []) or [])
+    for i, call in enumerate(pred.calls):
+        checked = guard.check(call)
+        if checked is None:
+            invalid += 1
+            continue
+        calls.append(checked)
+        if given:
+            probs.append(given[i] if i < len(given) else 0.0)
+    return calls, probs, invalid
 
 
 def _row_key(row: dict[str, Any]) -> tuple[str, str, int]:
@@ -211,6 +238,8 @@ def summarise_predictor(
     sim1 = top1.summary(settings.cost_per_call)
     return {
         "steps": len(rows),
+        "invalid_predictions": sum(int(r.get("invalid", 0)) for r in rows),
+        "steps_with_invalid": sum(1 for r in rows if r.get("invalid")),
         "hit_at_1": rates["hit_at_1"]["mean"],
         "hit_at_k": rates["hit_at_k"]["mean"],
         "name_hit_at_1": rates["name_hit_at_1"]["mean"],
@@ -254,8 +283,10 @@ def replay(
     out.mkdir(parents=True, exist_ok=True)
     steps_path, fp_path, lat_path = out / "steps.jsonl", out / "fingerprint.json", out / "latency.json"
     contexts = [c for t in traces for c in contexts_of(t, registry)]
+    guards = {t.id: CallGuard(registry.subset(t.tools)) for t in traces}
     gold = {(c.id, c.step): t.trace[c.step].action for t in traces for c in contexts_of(t, registry)}
     base_fp = {
+        "rows": 2,  # rows carry schema-checked candidates, probabilities and invalid counts
         "traces": traces_fingerprint(traces),
         "registry": registry.fingerprint(),
         "k": settings.k,
@@ -287,8 +318,16 @@ def replay(
         for start in range(0, len(pending), settings.chunk):
             batch = pending[start : start + settings.chunk]
             for context, pred in zip(batch, predictor.predict_many(batch, settings.k)):
+                calls, probs, invalid = guarded(pred, guards[context.id])
                 row = score_row(
-                    name, context, gold[(context.id, context.step)], pred.calls, pred.latency, settings
+                    name,
+                    context,
+                    gold[(context.id, context.step)],
+                    calls,
+                    pred.latency,
+                    settings,
+                    probs,
+                    invalid,
                 )
                 append_jsonl(steps_path, row)
                 kept[_row_key(row)] = row

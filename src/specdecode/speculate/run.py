@@ -13,43 +13,40 @@ from specdecode.models import adapter_form
 from specdecode.prompts import PromptOptions
 from specdecode.records import TraceRecord
 from specdecode.registry import Registry
-from specdecode.speculate.predictors import (
-    HybridPredictor,
-    ModelPredictor,
-    PatternPredictor,
-    Predictor,
-    fit_tables,
-    load_table,
-)
+from specdecode.speculate.predictors import Predictor, fit_tables, load_table, registry
 from specdecode.speculate.replay import ReplaySettings, replay
 from specdecode.speculate.simulate import Distribution, LatencyModel
 
-PREDICTOR_CHOICES = ("frequency", "pattern", "model", "base", "lora", "hybrid")
+
+def predictor_choices() -> list[str]:
+    """Every registered predictor, and ``model`` (the base model, and the adapter when given)."""
+    return [*registry.names(), "model"]
 
 
-def fit(train_traces: str | Path | Sequence[TraceRecord], out: str | Path) -> dict[str, Predictor]:
-    """Fit the frequency and pattern tables and save them as ``OUT/frequency.json`` and
-    ``OUT/pattern.json``."""
+def fit(
+    train_traces: str | Path | Sequence[TraceRecord], out: str | Path, which: Sequence[str] | None = None
+) -> dict[str, Predictor]:
+    """Fit every table predictor (or those in ``which``) and save each as ``OUT/NAME.json``."""
     if isinstance(train_traces, (str, Path)):
         traces = read_records(train_traces, TraceRecord)
         if not traces:
             raise InputError("no training traces to fit: the file has no records", train_traces)
     else:
         traces = list(train_traces)
-    return fit_tables(traces, out)
+    return fit_tables(traces, out, which)
 
 
 def expand_names(names: Sequence[str], has_adapter: bool) -> list[str]:
     """``model`` is the base model and, with an adapter, the adapter too; order kept, no repeats."""
     out: list[str] = []
     for name in names:
-        if name not in PREDICTOR_CHOICES:
-            raise InputError(f"unknown predictor {name!r}: choose {', '.join(PREDICTOR_CHOICES)}")
-        for n in (["base", "lora"] if has_adapter else ["base"]) if name == "model" else [name]:
-            if n == "lora" and not has_adapter:
-                raise InputError("--predictor lora needs --lora_dir")
-            if n not in out:
-                out.append(n)
+        expanded = (["base", "lora"] if has_adapter else ["base"]) if name == "model" else [name]
+        for n in expanded:
+            spec = registry.spec_of(n)
+            if spec.needs_adapter and not has_adapter:
+                raise InputError(f"--predictor {spec.name} needs --lora_dir")
+            if spec.name not in out:
+                out.append(spec.name)
     return out
 
 
@@ -66,50 +63,41 @@ def build_predictors(
     form: str = "steps",
     samples: int | None = None,
 ) -> dict[str, Predictor]:
-    """Predictors by name: tables from ``fitted`` (a directory of ``speculate fit``), model
-    predictors on ``backend`` (``lora``: the adapter; ``hybrid``: the pattern table's tools with
-    the adapter's arguments when there is an adapter, else the base model's)."""
+    """Predictors by name (see :mod:`specdecode.speculate.predictors.registry`): tables from
+    ``fitted`` (a directory of ``speculate fit``), model predictors on ``backend``."""
     has_adapter = bool(backend is not None and getattr(backend, "has_adapter", False))
     names = expand_names(names, has_adapter)
-    tables: dict[str, Predictor] = {}
-    if any(n in ("frequency", "pattern", "hybrid") for n in names):
-        if fitted is None:
-            raise InputError("frequency, pattern and hybrid need --fitted DIR (from `speculate fit`)")
-        for table in ("frequency", "pattern"):
-            path = Path(fitted) / f"{table}.json"
-            if table in names or (table == "pattern" and "hybrid" in names):
-                tables[table] = load_table(path)
-    if any(n in ("base", "lora", "hybrid") for n in names) and backend is None:
-        raise InputError("model predictors (model, base, lora, hybrid) need --base_model")
+    specs = [registry.spec_of(n) for n in names]
+    needs_tables = [s.name for s in specs if s.kind == "table"] + [t for s in specs for t in s.uses_tables]
+    if needs_tables and fitted is None:
+        raise InputError(f"{', '.join(dict.fromkeys(needs_tables))} need --fitted DIR (from `speculate fit`)")
+    model_names = [s.name for s in specs if s.kind == "model"]
+    if model_names and backend is None:
+        raise InputError(f"model predictors ({', '.join(model_names)}) need --base_model")
+    loaded: dict[str, Predictor] = {}
 
-    def model(adapter: bool, name: str) -> ModelPredictor:
-        return ModelPredictor(
-            backend,
-            adapter=adapter,
-            name=name,
-            constrained=constrained,
-            options=options,
-            form=form if adapter else "steps",
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            samples=samples,
-        )
+    def table(name: str) -> Predictor:
+        if name not in loaded:
+            loaded[name] = load_table(Path(fitted) / f"{name}.json")  # type: ignore[arg-type]
+        return loaded[name]
 
+    context = registry.BuildContext(
+        backend,
+        has_adapter,
+        table if fitted is not None else None,
+        {
+            "constrained": constrained,
+            "options": options,
+            "batch_size": batch_size,
+            "max_new_tokens": max_new_tokens,
+            "seed": seed,
+            "form": form,
+            "samples": samples,
+        },
+    )
     out: dict[str, Predictor] = {}
-    for name in names:
-        if name in ("frequency", "pattern"):
-            out[name] = tables[name]
-        elif name == "base":
-            out[name] = model(False, "base")
-        elif name == "lora":
-            out[name] = model(True, "lora")
-        elif name == "hybrid":
-            pattern = tables["pattern"]
-            assert isinstance(pattern, PatternPredictor)
-            writer = model(has_adapter, "lora" if has_adapter else "base")
-            writer.constrained = constrained and writer.constrained
-            out[name] = HybridPredictor(pattern, writer)
+    for spec in specs:
+        out[spec.name] = table(spec.name) if spec.kind == "table" else spec.build(context)  # type: ignore[misc]
     return out
 
 
@@ -188,12 +176,12 @@ def run_replay(
 
 
 __all__ = [
-    "PREDICTOR_CHOICES",
     "adapter_form",
     "build_predictors",
     "check_out_dir",
     "expand_names",
     "fit",
     "latency_settings",
+    "predictor_choices",
     "run_replay",
 ]

@@ -56,16 +56,87 @@ def trained_positions_loss(
 
 
 def speculator_trainer() -> type:
-    """``SFTTrainer`` with the CPU loss above; on CUDA, TRL's own fused LM-head loss is kept."""
+    """``SFTTrainer`` with the CPU loss above (on CUDA, TRL's own fused LM-head loss is kept) and,
+    when ``token_budget`` is set, batches cut into micro-batches by token budget
+    (:mod:`specdecode.train.batching`): gradients accumulated over the micro-batches with the loss
+    normalised by the update's trained tokens, so an update is the one the padded batch computes."""
+    import contextlib
+
     import torch
     from trl import SFTTrainer
 
+    from specdecode.train.batching import TokenBudgetCollator
+
     class SpeculatorTrainer(SFTTrainer):
+        token_budget: int | None = None
+        padded_budget: bool = True  # budget counts examples × longest (False: packed, the sum)
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             add_selected_lm_head(base)
+            self.budget_collators: list[TokenBudgetCollator] = []
 
+        # ---------------------------------------------------------- token-budget batches
+        def _budgeted(self, make: Any) -> Any:
+            if not self.token_budget:
+                return make()
+            collate = self.data_collator
+            wrapped = TokenBudgetCollator(collate, self.token_budget, padded=self.padded_budget)
+            self.budget_collators.append(wrapped)
+            self.data_collator = wrapped
+            try:
+                return make()
+            finally:
+                self.data_collator = collate
+
+        def get_train_dataloader(self):  # type: ignore[override]
+            return self._budgeted(super().get_train_dataloader)
+
+        def get_eval_dataloader(self, eval_dataset=None):  # type: ignore[override]
+            parent = super()
+            return self._budgeted(lambda: parent.get_eval_dataloader(eval_dataset))
+
+        def _get_num_items_in_batch(self, batch_samples, device):  # type: ignore[override]
+            if batch_samples and "micro_batches" in batch_samples[0]:
+                batch_samples = [mb for batch in batch_samples for mb in batch["micro_batches"]]
+            return super()._get_num_items_in_batch(batch_samples, device)
+
+        train_tokens_seen: int = 0  # real (non-pad) tokens trained on in this run
+
+        def _count(self, batch: dict[str, Any]) -> None:
+            mask = batch.get("attention_mask")
+            self.train_tokens_seen += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+
+        def training_step(self, model, inputs, num_items_in_batch=None):  # type: ignore[override]
+            micro = inputs.get("micro_batches")
+            if micro is None:
+                self._count(inputs)
+                return super().training_step(model, inputs, num_items_in_batch)
+            if num_items_in_batch is None:  # normalise by this batch's trained tokens, as one batch would
+                num_items_in_batch = sum(int((mb["labels"][:, 1:] != -100).sum()) for mb in micro)
+            total = None
+            for i, batch in enumerate(micro):
+                self._count(batch)
+                sync = i == len(micro) - 1 or self.accelerator.num_processes == 1
+                with contextlib.nullcontext() if sync else self.accelerator.no_sync(model):
+                    loss = super().training_step(model, batch, num_items_in_batch)
+                total = loss if total is None else total + loss
+            return total
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # type: ignore[override]
+            micro = inputs.get("micro_batches")
+            if micro is None:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            weighted, count = None, 0
+            for batch in micro:
+                n = int((batch["labels"][:, 1:] != -100).sum())
+                loss, _, _ = super().prediction_step(model, batch, True, ignore_keys)
+                weighted = loss * n if weighted is None else weighted + loss * n
+                count += n
+            return weighted / max(count, 1), None, None
+
+        # ---------------------------------------------------------- loss
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
             if torch.cuda.is_available():
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

@@ -26,6 +26,13 @@ from specdecode.jsonl import atomic_path, write_json
 from specdecode.prompts import PromptOptions
 from specdecode.records import ChatRecord
 from specdecode.registry import load_registry
+from specdecode.train.batching import (
+    MemoryPlan,
+    ModelShape,
+    free_memory_bytes,
+    measured_peak_gib,
+    plan_memory,
+)
 from specdecode.train.config import TrainConfig
 from specdecode.train.data import DataReport, build_examples, load_chat_file
 from specdecode.train.loss import speculator_trainer
@@ -104,6 +111,20 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> tuple[list[dict], list[
     return train, val, reports
 
 
+def use_padding_free(config: TrainConfig) -> bool:
+    """Padding-free packing pays off only with varlen attention kernels (flash-attention on CUDA).
+    Without them the block mask of a packed batch costs more than padding saves: on an H100 with
+    SDPA, padded batches trained 2x faster (BENCHMARKS.md), and on CPU length-grouped padded
+    batches are faster too. So auto = on only where flash-attention is installed."""
+    import importlib.util
+
+    import torch
+
+    if config.padding_free == "auto":
+        return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    return config.padding_free == "on"
+
+
 def _training_args(config: TrainConfig) -> Any:
     import torch
     from trl import SFTConfig
@@ -112,16 +133,7 @@ def _training_args(config: TrainConfig) -> Any:
 
     on_gpu = torch.cuda.is_available()
     precision = mixed_precision(config.mixed_precision)
-    # Padding-free packing pays off only with varlen attention kernels (flash-attention on CUDA).
-    # Without them the block mask of a packed batch costs more than padding saves: on an H100 with
-    # SDPA, padded batches trained 2x faster (BENCHMARKS.md), and on CPU length-grouped padded
-    # batches are faster too. So auto = on only where flash-attention is installed.
-    if config.padding_free == "auto":
-        import importlib.util
-
-        padding_free = on_gpu and importlib.util.find_spec("flash_attn") is not None
-    else:
-        padding_free = config.padding_free == "on"
+    padding_free = use_padding_free(config)
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return SFTConfig(
         output_dir=config.output_dir,
@@ -151,7 +163,7 @@ def _training_args(config: TrainConfig) -> Any:
         use_cpu=not on_gpu,
         ddp_backend=("nccl" if on_gpu else "gloo") if multi else None,
         ddp_find_unused_parameters=False if multi else None,
-        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing=False,  # per layer, by the memory plan (checkpoint_layers)
         seed=config.seed,
         data_seed=config.seed,
         report_to="none",
@@ -266,6 +278,75 @@ class Run:
     reports: list[DataReport]
     last_checkpoint: str | None
     started: float
+    memory: MemoryPlan | None = None
+
+
+PLAN_FILE = "memory_plan.json"
+
+
+def plan_batches(config: TrainConfig, model: Any, rows: list[dict], free_bytes: int) -> MemoryPlan:
+    """The micro-batch plan: token budget and gradient checkpointing (see ``train.batching``).
+
+    A resumed run reuses the plan stored in the output folder, so it continues the same micro-batches
+    whatever memory is free now. One line, exit 2, when one example cannot fit."""
+    import torch
+
+    from specdecode.models import mixed_precision
+
+    stored = Path(config.output_dir) / PLAN_FILE
+    if config.resume and stored.is_file():
+        try:
+            plan = MemoryPlan.from_dict(json.loads(stored.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError):
+            plan = None  # unreadable: plan again
+        if plan is not None and config.max_tokens_per_batch in (None, plan.max_tokens_per_batch or 0):
+            return plan
+    padding_free = use_padding_free(config)
+    requested = config.max_tokens_per_batch
+    if padding_free and requested is None:
+        requested = 0  # packed batches: no padding to bound
+    shape = ModelShape.of(model.config, sum(p.numel() for p in model.parameters()))
+    try:
+        return plan_memory(
+            shape,
+            max_length=config.max_length,
+            longest_example=max(len(r["input_ids"]) for r in rows),
+            batch_size=max(config.per_device_train_batch_size, config.per_device_eval_batch_size),
+            requested_budget=requested,
+            checkpointing=config.gradient_checkpointing,
+            free_bytes=free_bytes,
+            on_gpu=torch.cuda.is_available(),
+            half=mixed_precision(config.mixed_precision) in ("bf16", "fp16"),
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def checkpoint_layers(model: Any, count: int) -> None:
+    """Gradient checkpointing on the first ``count`` decoder layers only (all of them: the usual
+    switch): each checkpointed layer trades one more forward pass of itself for its activations."""
+    if count <= 0:
+        return
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing") and m is not model]
+    decoder = [m for m in layers if type(m).__name__.endswith(("DecoderLayer", "Block"))]
+    for layer in decoder[count:]:
+        layer.gradient_checkpointing = False
+
+
+def _print_plan(plan: MemoryPlan) -> None:
+    budget = (
+        "padded batches"
+        if plan.max_tokens_per_batch is None
+        else f"micro-batches ≤ {plan.max_tokens_per_batch} tokens"
+    )
+    console.print(
+        f"memory: {plan.free_gib} GiB free; {budget} ({plan.reason}); gradient checkpointing on "
+        f"{plan.checkpointed_layers} of {plan.layers} layers; estimated peak {plan.estimated_peak_gib} GiB",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def setup(config: TrainConfig) -> Run:
@@ -286,6 +367,7 @@ def setup(config: TrainConfig) -> Run:
             output_dir,
         )
     set_seed(config.seed)
+    free_bytes = free_memory_bytes()  # before anything big is loaded
     model_path = resolve_model(config.model_name)
     tokenizer = load_tokenizer(model_path, config.trust_remote_code)
     train_rows, val_rows, reports = prepare_data(config, tokenizer)
@@ -294,8 +376,14 @@ def setup(config: TrainConfig) -> Run:
     model = load_model(
         model_path, load_in_4bit=config.load_in_4bit, trust_remote_code=config.trust_remote_code
     )
+    plan = plan_batches(config, model, train_rows + val_rows, free_bytes)
+    if _rank() == 0:
+        _print_plan(plan)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(output_dir / PLAN_FILE, plan.as_dict())
     if config.load_in_4bit:
-        model = prepare_model_for_kbit_training(model, config.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, False)
+    checkpoint_layers(model, plan.checkpointed_layers)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -315,10 +403,12 @@ def setup(config: TrainConfig) -> Run:
         eval_dataset=Dataset.from_list(val_rows),
         callbacks=callbacks,
     )
+    trainer.token_budget = plan.max_tokens_per_batch
+    trainer.padded_budget = not use_padding_free(config)
     last = _last_complete_checkpoint(output_dir) if checkpoints else None
     if config.resume and last is None:
         console.print("[yellow]--resume: no checkpoint found, starting from the beginning[/]")
-    return Run(trainer, tokenizer, train_rows, val_rows, reports, last, started)
+    return Run(trainer, tokenizer, train_rows, val_rows, reports, last, started, plan)
 
 
 def train_model(config: TrainConfig, run: Run) -> dict[str, Any]:
@@ -347,6 +437,23 @@ def train_model(config: TrainConfig, run: Run) -> dict[str, Any]:
         "mixed_precision": mixed_precision(config.mixed_precision),
         "seconds": round(time.time() - run.started, 1),
         "resumed_from": run.last_checkpoint,
+        "memory": _memory_summary(run, result.metrics),
+    }
+
+
+def _memory_summary(run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The micro-batch plan, the estimated and the measured peak, and what the batches were."""
+    collators = getattr(run.trainer, "budget_collators", [])
+    tokens = sum(len(r["input_ids"]) for r in run.train_rows)
+    return {
+        **(run.memory.as_dict() if run.memory else {}),
+        "measured_peak_gib": measured_peak_gib(),
+        "micro_batches": sum(c.micro_batches for c in collators),
+        "largest_micro_batch_tokens": max((c.largest for c in collators), default=None),
+        "examples_over_budget": sum(c.oversized for c in collators),
+        "train_tokens_per_epoch": tokens,
+        "train_tokens_seen": getattr(run.trainer, "train_tokens_seen", None),
+        "train_runtime_seconds": metrics.get("train_runtime"),
     }
 
 

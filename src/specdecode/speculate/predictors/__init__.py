@@ -1,25 +1,38 @@
-"""Next-call predictors behind one interface (:class:`Predictor`): ``frequency`` and
-``pattern`` tables, the LLM speculator (``base``/``lora``) and the ``hybrid``."""
+"""Next-call predictors behind one interface (:class:`Predictor`), each registered by name in
+:mod:`.registry`: the ``frequency`` and ``pattern`` tables and their ablations (``pattern-nocopy``,
+``bigram-memory``, ``pattern-v1``), the LLM speculator (``base``/``lora``) and the ``hybrid``."""
 
+from specdecode.speculate.predictors import registry
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext, contexts_of, dedupe
 from specdecode.speculate.predictors.model import HybridPredictor, ModelPredictor
+from specdecode.speculate.predictors.registry import BuildContext, PredictorSpec, register
 from specdecode.speculate.predictors.table import (
+    BigramMemoryPredictor,
     FrequencyPredictor,
     PatternPredictor,
+    TablePredictor,
     fit_tables,
     load_table,
 )
+from specdecode.speculate.predictors.table_v1 import LegacyPatternPredictor
 
 __all__ = [
+    "BigramMemoryPredictor",
+    "BuildContext",
     "FrequencyPredictor",
     "HybridPredictor",
+    "LegacyPatternPredictor",
     "ModelPredictor",
     "PatternPredictor",
     "Prediction",
     "Predictor",
+    "PredictorSpec",
     "StepContext",
+    "TablePredictor",
     "contexts_of",
     "dedupe",
     "fit_tables",
     "load_table",
+    "register",
+    "registry",
 ]

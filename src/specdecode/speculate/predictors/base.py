@@ -50,11 +50,13 @@ def contexts_of(record: TraceRecord, registry: Registry) -> list[StepContext]:
 
 @dataclass
 class Prediction:
-    """Up to k candidate calls, best first, and the seconds it took to produce them."""
+    """Up to k candidate calls, best first, the seconds it took to produce them, and each
+    candidate's probability of being the actor's next call (when the predictor has one)."""
 
     calls: list[ToolCall]
     latency: float
     extra: dict[str, Any] = field(default_factory=dict)
+    probs: list[float] = field(default_factory=list)
 
 
 def dedupe(calls: Sequence[ToolCall]) -> list[ToolCall]:

@@ -20,6 +20,7 @@ from specdecode.evaluate.parse import parse_calls
 from specdecode.prompts import PromptOptions, conversation_messages, next_call_messages
 from specdecode.records import ToolCall, ToolSpec
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext, dedupe
+from specdecode.speculate.predictors.registry import BuildContext, PredictorSpec, register
 
 
 def step_prompt(
@@ -240,3 +241,55 @@ class HybridPredictor(Predictor):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "table": self.table.describe(), "model": self.model.describe()}
+
+
+def _model(context: BuildContext, adapter: bool, name: str) -> ModelPredictor:
+    s = context.settings
+    return ModelPredictor(
+        context.backend,
+        adapter=adapter,
+        name=name,
+        constrained=s.get("constrained", False),
+        options=s.get("options", PromptOptions()),
+        form=s.get("form", "steps") if adapter else "steps",
+        batch_size=s.get("batch_size", 16),
+        max_new_tokens=s.get("max_new_tokens", 96),
+        seed=s.get("seed", 0),
+        samples=s.get("samples"),
+    )
+
+
+def _hybrid(context: BuildContext) -> HybridPredictor:
+    writer = _model(context, context.has_adapter, "lora" if context.has_adapter else "base")
+    return HybridPredictor(context.table("pattern"), writer)
+
+
+register(
+    PredictorSpec(
+        "base",
+        "the speculator's base model, generating the next call",
+        "#ff7f0e",
+        "model",
+        build=lambda c: _model(c, False, "base"),
+    )
+)
+register(
+    PredictorSpec(
+        "lora",
+        "the LoRA speculator (base model + adapter), generating the next call",
+        "#2ca02c",
+        "model",
+        build=lambda c: _model(c, True, "lora"),
+        needs_adapter=True,
+    )
+)
+register(
+    PredictorSpec(
+        "hybrid",
+        "the pattern table's tools, the model's arguments (the adapter's when there is one)",
+        "#9467bd",
+        "model",
+        build=_hybrid,
+        uses_tables=("pattern",),
+    )
+)

@@ -1,319 +1,191 @@
-"""Cheap predictors fitted on training traces: ``frequency`` and ``pattern``.
+"""Cheap predictors fitted on training traces: ``frequency``, ``pattern`` and its ablations.
 
-* ``frequency`` — the most common first tool (step 0) or next tool (later steps), with that
-  tool's most frequent arguments.
+* ``frequency`` — the most common first tool (step 0) or next tool (later steps), with that tool's
+  most frequent whole argument set.
 * ``pattern`` — a table of previous tools → next tool, backing off from the last two tools
-  (trigram) to the last one (bigram) to none (unigram). Its arguments are learned per tool and
-  argument from the training traces: the most frequent value, or a *copy rule* — the value is a
-  span of the question or of an earlier observation found beside anchors (the tokens before
-  and/or after it), with fixed text around it (``"{span} population"``). Every candidate rule
-  is applied to every training call of its tool and scored by how often it reproduces the
-  value exactly minus how often it fires with a wrong value (per previous tool, and overall);
-  at prediction the best-scoring rule that fires wins, else the most frequent value. Rules earn
-  their place on the training data, never on the test data.
+  (trigram) to the last one (bigram) to none (unigram); arguments from the sources of
+  :mod:`specdecode.speculate.arguments` (whole-call memory, per-argument constants, spans and
+  shapes copied from the question or observations, fields of structured observations), chosen
+  per tool and previous tool by cross-validation on the training traces.
+* ``pattern-nocopy`` — ablation: the same table without the copying sources.
+* ``bigram-memory`` — ablation: the previous tool → next tool with that tool's most frequent whole
+  argument set after that previous tool (else overall).
 
-Both save to and load from JSON (``speculate fit``).
+Every candidate carries a probability: the tool's share in its back-off context times the
+held-out accuracy of the argument source (``frequency`` / ``bigram-memory``: the argument set's
+share of the tool's training calls). Top-k candidates differ in tools and in arguments. Values
+are cast to the offered tool's schema; copied text keeps its case. All save to and load from JSON
+(``speculate fit``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from specdecode.errors import InputError
-from specdecode.evaluate.metrics import normalise
 from specdecode.jsonl import write_json
 from specdecode.records import ToolCall, TraceRecord
-from specdecode.speculate.predictors.base import Predictor, StepContext
+from specdecode.speculate.arguments import (
+    START,
+    ArgumentTable,
+    Views,
+    fit_argument_table,
+    key,
+    table_from_json,
+    table_to_json,
+)
+from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext
+from specdecode.speculate.predictors.registry import PredictorSpec, names, register, spec_of
+from specdecode.speculate.schema import INVALID, cast_value
 
-START = "<s>"
-_TOK = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-SOURCES = ("question", "observation", "observations")
-MAX_RULES = 40  # candidate rules per (tool, argument) checked against the training calls
-
-
-def _key(value: Any) -> str:
-    return json.dumps(normalise(value), ensure_ascii=False)
-
-
-def _sources(context: StepContext) -> dict[str, str]:
-    """Texts an argument may be copied from: the question, the last observation, all earlier ones."""
-    observations = [s.observation or "" for s in context.history]
-    return {
-        "question": context.question,
-        "observation": observations[-1] if observations else "",
-        "observations": "\n".join(observations[:-1]),
-    }
+BACK_OFF = 0.5  # probability weight of a tool that only a shorter context has seen
 
 
-def _tokens(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group().casefold(), m.start(), m.end()) for m in _TOK.finditer(text)]
+class NGramTools:
+    """Previous tools → next tool with back-off (``order`` previous tools at most)."""
 
-
-@dataclass(frozen=True)
-class CopyRule:
-    """Value = ``pre`` + span of ``source`` after ``left`` and before ``right`` + ``post``.
-
-    ``left`` is ``("^",)`` for the start of the text, ``()`` for a span of exactly ``length``
-    tokens ending before ``right``; ``right`` is ``()`` for a span of exactly ``length`` tokens
-    after ``left``, ``("$",)`` for the end of the text.
-    """
-
-    source: str
-    left: tuple[str, ...]
-    right: tuple[str, ...]
-    pre: str
-    post: str
-    length: int
-
-    def apply(self, sources: dict[str, str]) -> str | None:
-        text = sources.get(self.source) or ""
-        toks = _tokens(text)
-        if not toks:
-            return None
-        words = [t[0] for t in toks]
-        if not self.left:
-            m = len(self.right)
-            for q in range(self.length, len(words) - m + 1):
-                if tuple(words[q : q + m]) == self.right:
-                    return self.pre + text[toks[q - self.length][1] : toks[q - 1][2]] + self.post
-            return None
-        if self.left == ("^",):
-            starts = [0]
-        else:
-            n = len(self.left)
-            starts = [p for p in range(n, len(words)) if tuple(words[p - n : p]) == self.left]
-        for p in starts:
-            end = None
-            if not self.right:
-                end = p + self.length if p + self.length <= len(words) else None
-            elif self.right == ("$",):
-                end = len(words) if len(words) - p <= 2 * self.length + 2 else None
-            else:
-                m = len(self.right)
-                for q in range(p + 1, min(len(words), p + 2 * self.length + 2) + 1):
-                    if tuple(words[q : q + m]) == self.right:
-                        end = q
-                        break
-            if end is not None and end > p:
-                return self.pre + text[toks[p][1] : toks[end - 1][2]] + self.post
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "left": list(self.left),
-            "right": list(self.right),
-            "pre": self.pre,
-            "post": self.post,
-            "length": self.length,
-        }
+    def __init__(self, tables: dict[int, dict[tuple[str, ...], Counter]]):
+        self.tables = tables
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CopyRule:
-        return cls(d["source"], tuple(d["left"]), tuple(d["right"]), d["pre"], d["post"], int(d["length"]))
+    def fit(cls, traces: Sequence[TraceRecord], order: int = 2) -> NGramTools:
+        tables: dict[int, dict[tuple[str, ...], Counter]] = {
+            n: defaultdict(Counter) for n in range(order + 1)
+        }
+        for record in traces:
+            names_ = [START] * order + [s.action.tool_name for s in record.trace]
+            for k in range(len(record.trace)):
+                for n in range(order + 1):
+                    tables[n][tuple(names_[order + k - n : order + k])][names_[order + k]] += 1
+        return cls({n: dict(t) for n, t in tables.items()})
 
-
-def _longest_common_run(a: list[str], b: list[str]) -> tuple[int, int, int]:
-    """(length, start in a, start in b) of the longest common contiguous token run."""
-    best = (0, 0, 0)
-    prev = [0] * (len(b) + 1)
-    for i in range(1, len(a) + 1):
-        cur = [0] * (len(b) + 1)
-        for j in range(1, len(b) + 1):
-            if a[i - 1] == b[j - 1]:
-                cur[j] = prev[j - 1] + 1
-                if cur[j] > best[0]:
-                    best = (cur[j], i - cur[j], j - cur[j])
-        prev = cur
-    return best
-
-
-def _candidate_rules(value: str, sources: dict[str, str]) -> list[CopyRule]:
-    """Every copy rule consistent with one training value (anchors of several widths)."""
-    vt = _tokens(value)
-    if not vt:
-        return []
-    rules = []
-    for name, text in sources.items():
-        st = _tokens(text)
-        if not st:
-            continue
-        length, i, j = _longest_common_run([t[0] for t in vt], [t[0] for t in st])
-        core = [t for t in vt[i : i + length] if re.match(r"\w", t[0])]
-        if not core or (length == 1 and len(core[0][0]) < 3):
-            continue
-        pre, post = value[: vt[i][1]], value[vt[i + length - 1][2] :]
-        words = [t[0] for t in st]
-        lefts = [("^",)] if j == 0 else [tuple(words[max(0, j - w) : j]) for w in (1, 2, 3) if j - w >= 0]
-        end = j + length
-        rights = [(), ("$",)] if end == len(words) else [(), (words[end],)]
-        for left in dict.fromkeys(lefts):
-            for right in rights:
-                rules.append(CopyRule(name, left, right, pre, post, length))
-        if end < len(words):
-            for w in (1, 2):
-                if end + w <= len(words):
-                    rules.append(CopyRule(name, (), tuple(words[end : end + w]), pre, post, length))
-    return rules
-
-
-def _cast(value: str, kind: str) -> Any:
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-    except ValueError:
-        pass
-    return value
-
-
-@dataclass
-class ArgModel:
-    """How one argument of one tool is filled."""
-
-    constant: dict[str, Counter]  # previous tool ("*" for any) → counts of values (JSON keys)
-    # rule, {"right": reproductions, "wrong": wrong values} per previous tool ("*": all calls)
-    rules: list[tuple[CopyRule, dict[str, dict[str, int]]]]
-    kind: str  # str, int or float
-
-    def fill(self, context: StepContext, sources: dict[str, str]) -> tuple[Any, str]:
-        """The best rule that fires here (net training score for this previous tool, else over
-        all calls, > 0), else the most frequent value."""
-        prev = context.previous_tools[-1] if context.history else START
-
-        def net(stats: dict[str, dict[str, int]]) -> tuple[int, int]:
-            right, wrong = stats["right"], stats["wrong"]
-            here = right.get(prev, 0) - wrong.get(prev, 0)
-            return (here, right.get("*", 0) - wrong.get("*", 0))
-
-        for rule, stats in sorted(self.rules, key=lambda r: net(r[1]), reverse=True):
-            here, overall = net(stats)
-            if here < 0 or (here == 0 and overall <= 0):
+    def ranked(self, context: StepContext) -> list[tuple[str, float]]:
+        """Offered tools, most likely first, with their probability: the share in the longest
+        context that has seen any offered tool; tools seen only in shorter contexts follow, their
+        share discounted by ``BACK_OFF`` per level."""
+        order = max(self.tables)
+        history = [START] * order + context.previous_tools
+        allowed = set(context.tool_names)
+        out: dict[str, float] = {}
+        weight = 1.0
+        for n in range(order, -1, -1):
+            counter = self.tables[n].get(tuple(history[len(history) - n :]) if n else (), Counter())
+            offered = {t: c for t, c in counter.items() if not allowed or t in allowed}
+            total = sum(offered.values())
+            if not total:
                 continue
-            value = rule.apply(sources)
-            if value is not None:
-                return _cast(value, self.kind), "copy"
-        const = self.constant.get(prev) or self.constant.get("*") or Counter()
-        if const:
-            return json.loads(const.most_common(1)[0][0]), "constant"
-        return None, "none"
+            for tool, count in sorted(offered.items(), key=lambda kv: (-kv[1], kv[0])):
+                out.setdefault(tool, weight * count / total)
+            weight *= BACK_OFF
+        return sorted(out.items(), key=lambda kv: -kv[1])
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
-            "constant": {p: dict(c.most_common(5)) for p, c in self.constant.items()},
-            "rules": [{"rule": r.to_json(), **c} for r, c in self.rules],
+            str(n): [{"previous": list(k), "next": dict(c)} for k, c in t.items()]
+            for n, t in self.tables.items()
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ArgModel:
+    def from_json(cls, d: dict[str, Any]) -> NGramTools:
         return cls(
-            constant={p: Counter(c) for p, c in d["constant"].items()},
-            rules=[
-                (CopyRule.from_json(r["rule"]), {"right": dict(r["right"]), "wrong": dict(r["wrong"])})
-                for r in d["rules"]
-            ],
-            kind=d["kind"],
+            {int(n): {tuple(r["previous"]): Counter(r["next"]) for r in rows} for n, rows in d.items()}
         )
 
 
-def _training_calls(traces: Sequence[TraceRecord]):
-    from specdecode.speculate.predictors.base import StepContext
-
-    for record in traces:
-        for k, step in enumerate(record.trace):
-            context = StepContext(record.question, tuple(record.trace[:k]), (), record.id, k, record.level)
-            yield context, step.action
-
-
-def fit_arguments(traces: Sequence[TraceRecord]) -> dict[str, dict[str, ArgModel]]:
-    """Per tool and argument: constant counts and copy rules ranked by training reproductions."""
-    examples: dict[tuple[str, str], list[tuple[str, Any, dict[str, str]]]] = defaultdict(list)
-    for context, call in _training_calls(traces):
-        prev = context.previous_tools[-1] if context.history else START
-        sources = _sources(context)
-        for arg, value in call.arguments.items():
-            examples[(call.tool_name, arg)].append((prev, value, sources))
-    out: dict[str, dict[str, ArgModel]] = defaultdict(dict)
-    for (tool, arg), rows in examples.items():
-        constant: dict[str, Counter] = defaultdict(Counter)
-        kinds = Counter()
-        generated: Counter = Counter()
-        for prev, value, sources in rows:
-            constant[prev][_key(value)] += 1
-            constant["*"][_key(value)] += 1
-            kinds[type(value).__name__] += 1
-            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                for rule in set(_candidate_rules(str(value), sources)):
-                    generated[rule] += 1
-        kind = kinds.most_common(1)[0][0]
-        kind = kind if kind in ("int", "float") else "str"
-        rules = []
-        for rule, _ in generated.most_common(MAX_RULES):
-            right: Counter = Counter()
-            wrong: Counter = Counter()
-            for prev, value, sources in rows:
-                produced = rule.apply(sources)
-                if produced is None:
-                    continue
-                tally = right if _key(_cast(produced, kind)) == _key(value) else wrong
-                tally[prev] += 1
-                tally["*"] += 1
-            if right["*"] >= 2:
-                rules.append((rule, {"right": dict(right), "wrong": dict(wrong)}))
-        rules.sort(key=lambda r: r[1]["right"]["*"] - r[1]["wrong"].get("*", 0), reverse=True)
-        out[tool][arg] = ArgModel(dict(constant), rules, kind)
-    return dict(out)
-
-
-def _most_common_args(traces: Sequence[TraceRecord]) -> dict[str, dict[str, Any]]:
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for record in traces:
-        for step in record.trace:
-            counts[step.action.tool_name][_key(step.action.arguments)] += 1
-    return {tool: _unkey(c.most_common(1)[0][0]) for tool, c in counts.items()}
-
-
-def _unkey(key: str) -> dict[str, Any]:
-    """A normalised argument object back to a dict (normalise gives sorted (key, value) pairs)."""
-
-    def back(v: Any) -> Any:
-        if isinstance(v, list) and all(isinstance(p, list) and len(p) == 2 for p in v) and v:
-            return {str(k): back(x) for k, x in v}
-        if isinstance(v, list):
-            return [back(x) for x in v]
-        return v
-
-    value = back(json.loads(key))
-    return value if isinstance(value, dict) else {}
-
-
-def _rank(counters: Sequence[Counter], offered: Sequence[str]) -> list[str]:
-    """Tools by count in the first counter, then the next ones (back-off), offered tools only."""
-    allowed = set(offered)
-    out: list[str] = []
-    for counter in counters:
-        for tool, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])):
-            if tool not in out and (not allowed or tool in allowed):
-                out.append(tool)
+def _cast_args(arguments: dict[str, Any], context: StepContext, tool: str) -> dict[str, Any] | None:
+    spec = next((t for t in context.tools if t.name == tool), None)
+    props = (spec.parameters.get("properties") or {}) if spec else {}
+    out = {}
+    for arg, value in arguments.items():
+        cast = cast_value(value, props[arg]) if arg in props else value
+        if cast is INVALID:
+            return None
+        out[arg] = cast
     return out
 
 
-class FrequencyPredictor(Predictor):
+class TablePredictor(Predictor):
+    """A predictor whose candidates carry probabilities (``scored``)."""
+
+    def scored(self, context: StepContext, k: int = 1) -> list[tuple[ToolCall, float]]:
+        raise NotImplementedError
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        return [call for call, _ in self.scored(context, k)]
+
+    def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
+        import time
+
+        out = []
+        for context in contexts:
+            started = time.perf_counter()
+            scored = self.scored(context, k)
+            out.append(
+                Prediction(
+                    [c for c, _ in scored], time.perf_counter() - started, probs=[p for _, p in scored]
+                )
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The fitted table itself (hashed): a refit is a new predictor."""
+        fitted = json.dumps(self.to_json(), sort_keys=True, default=str)
+        return {"name": self.name, "fitted_sha256": hashlib.sha256(fitted.encode()).hexdigest()}
+
+
+class _Memory:
+    """Whole argument sets per tool and previous tool ("*": any), with their original values."""
+
+    def __init__(self, counts: dict[str, dict[str, Counter]], values: dict[str, Any]):
+        self.counts, self.values = counts, values
+
+    @classmethod
+    def fit(cls, traces: Sequence[TraceRecord]) -> _Memory:
+        counts: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+        values: dict[str, Any] = {}
+        for record in traces:
+            for k, step in enumerate(record.trace):
+                prev = record.trace[k - 1].action.tool_name if k else START
+                kk = key(step.action.arguments)
+                values.setdefault(kk, step.action.arguments)
+                counts[step.action.tool_name][prev][kk] += 1
+                counts[step.action.tool_name]["*"][kk] += 1
+        return cls({t: dict(c) for t, c in counts.items()}, values)
+
+    def options(self, tool: str, prev: str | None, limit: int) -> list[tuple[dict[str, Any], float]]:
+        per = self.counts.get(tool, {})
+        counter = (per.get(prev) if prev is not None else None) or per.get("*") or Counter()
+        total = sum(counter.values()) or 1
+        ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [(self.values[k], n / total) for k, n in ranked]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "counts": {t: {p: dict(c) for p, c in per.items()} for t, per in self.counts.items()},
+            "values": self.values,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _Memory:
+        counts = {t: {p: Counter(c) for p, c in per.items()} for t, per in d["counts"].items()}
+        return cls(counts, dict(d["values"]))
+
+
+class FrequencyPredictor(TablePredictor):
     """The most common first tool (step 0) or next tool (later), with its most frequent arguments."""
 
     name = "frequency"
 
-    def __init__(self, first: Counter, later: Counter, arguments: dict[str, dict[str, Any]]):
-        self.first, self.later, self.arguments = Counter(first), Counter(later), arguments
+    def __init__(self, first: Counter, later: Counter, memory: _Memory):
+        self.first, self.later, self.memory = Counter(first), Counter(later), memory
 
     @classmethod
     def fit(cls, traces: Sequence[TraceRecord]) -> FrequencyPredictor:
@@ -321,110 +193,195 @@ class FrequencyPredictor(Predictor):
         for record in traces:
             for k, step in enumerate(record.trace):
                 (first if k == 0 else later)[step.action.tool_name] += 1
-        return cls(first, later, _most_common_args(traces))
+        return cls(first, later, _Memory.fit(traces))
 
-    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
-        order = [self.first, self.later] if context.step == 0 else [self.later, self.first]
-        tools = _rank(order, context.tool_names)[:k]
-        return [ToolCall(tool_name=t, arguments=self.arguments.get(t, {})) for t in tools]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": "frequency", "first": self.first, "later": self.later, "arguments": self.arguments}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> FrequencyPredictor:
-        return cls(Counter(d["first"]), Counter(d["later"]), d["arguments"])
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "first": dict(self.first), "later": dict(self.later)}
-
-
-class PatternPredictor(Predictor):
-    """Previous tools → next tool (trigram → bigram → unigram back-off), arguments from
-    learned copy rules or the most frequent value."""
-
-    name = "pattern"
-
-    def __init__(
-        self, tables: dict[int, dict[tuple[str, ...], Counter]], args: dict[str, dict[str, ArgModel]]
-    ):
-        self.tables, self.args = tables, args
-
-    @classmethod
-    def fit(cls, traces: Sequence[TraceRecord], order: int = 2) -> PatternPredictor:
-        tables: dict[int, dict[tuple[str, ...], Counter]] = {
-            n: defaultdict(Counter) for n in range(order + 1)
-        }
-        for record in traces:
-            names = [START] * order + [s.action.tool_name for s in record.trace]
-            for k in range(len(record.trace)):
-                for n in range(order + 1):
-                    key = tuple(names[order + k - n : order + k])
-                    tables[n][key][names[order + k]] += 1
-        return cls({n: dict(t) for n, t in tables.items()}, fit_arguments(traces))
-
-    def ranked_tools(self, context: StepContext) -> list[str]:
-        order = max(self.tables)
-        names = [START] * order + context.previous_tools
-        counters = []
-        for n in range(order, -1, -1):
-            key = tuple(names[len(names) - n :]) if n else ()
-            counters.append(self.tables[n].get(key, Counter()))
-        return _rank(counters, context.tool_names)
-
-    def arguments(self, tool: str, context: StepContext) -> dict[str, Any]:
-        sources = _sources(context)
-        out = {}
-        for arg, model in self.args.get(tool, {}).items():
-            value, _how = model.fill(context, sources)
-            if value is not None:
-                out[arg] = value
-        return out
-
-    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
-        return [
-            ToolCall(tool_name=t, arguments=self.arguments(t, context))
-            for t in self.ranked_tools(context)[:k]
-        ]
+    def scored(self, context: StepContext, k: int = 1) -> list[tuple[ToolCall, float]]:
+        allowed = set(context.tool_names)
+        main, other = (self.first, self.later) if context.step == 0 else (self.later, self.first)
+        out: list[tuple[ToolCall, float]] = []
+        seen: set[str] = set()
+        for weight, counter in ((1.0, main), (BACK_OFF, other)):
+            offered = {t: c for t, c in counter.items() if not allowed or t in allowed}
+            total = sum(offered.values()) or 1
+            for tool, count in sorted(offered.items(), key=lambda kv: (-kv[1], kv[0])):
+                if tool in seen or len(out) >= k:
+                    continue
+                seen.add(tool)
+                for arguments, share in self.memory.options(tool, None, 1):
+                    cast = _cast_args(arguments, context, tool)
+                    if cast is not None:
+                        out.append((ToolCall(tool_name=tool, arguments=cast), weight * count / total * share))
+        return out[:k]
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": "pattern",
-            "tables": {
-                str(n): [{"previous": list(key), "next": dict(c)} for key, c in t.items()]
-                for n, t in self.tables.items()
-            },
-            "arguments": {
-                tool: {a: m.to_json() for a, m in args.items()} for tool, args in self.args.items()
-            },
+            "kind": "frequency",
+            "first": self.first,
+            "later": self.later,
+            "memory": self.memory.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FrequencyPredictor:
+        return cls(Counter(d["first"]), Counter(d["later"]), _Memory.from_json(d["memory"]))
+
+
+class PatternPredictor(TablePredictor):
+    """Previous tools → next tool (trigram → bigram → unigram), arguments from cross-validated
+    sources (``copy=False``: the ``pattern-nocopy`` ablation, memory and constants only)."""
+
+    def __init__(self, tools: NGramTools, arguments: ArgumentTable, name: str = "pattern"):
+        self.tools, self.args, self.name = tools, arguments, name
+        self.views = Views()
+
+    @classmethod
+    def fit(cls, traces: Sequence[TraceRecord], copy: bool = True) -> PatternPredictor:
+        return cls(
+            NGramTools.fit(traces),
+            fit_argument_table(traces, copy=copy),
+            "pattern" if copy else "pattern-nocopy",
+        )
+
+    def ranked_tools(self, context: StepContext) -> list[str]:
+        return [tool for tool, _ in self.tools.ranked(context)]
+
+    def arguments(self, tool: str, context: StepContext) -> dict[str, Any]:
+        """The best argument set for ``tool`` here."""
+        view = self.views.of(context.question, context.history)
+        spec = next((t for t in context.tools if t.name == tool), None)
+        return self.args.candidates(tool, view, spec, 1)[0][0]
+
+    def scored(self, context: StepContext, k: int = 1) -> list[tuple[ToolCall, float]]:
+        view = self.views.of(context.question, context.history)
+        specs = {t.name: t for t in context.tools}
+        tools = self.tools.ranked(context)[: max(k, 1)]
+        options: list[tuple[ToolCall, float]] = []
+        for tool, p_tool in tools:
+            for arguments, p_args, _how in self.args.candidates(tool, view, specs.get(tool), 2):
+                options.append((ToolCall(tool_name=tool, arguments=arguments), p_tool * p_args))
+        if not options:
+            return []
+        first = options[0]
+        # the first candidate is the most likely tool with its best arguments (name hit@1 stays the
+        # table's); the rest by probability, duplicates dropped
+        rest = sorted(options[1:], key=lambda cp: -cp[1])
+        out, seen = [first], {(first[0].tool_name, key(first[0].arguments))}
+        for call, p in rest:
+            sig = (call.tool_name, key(call.arguments))
+            if sig not in seen:
+                seen.add(sig)
+                out.append((call, p))
+        return out[:k]
+
+    def explain(self) -> dict[str, Any]:
+        """Which source fills each argument, per tool and previous tool, and the held-out
+        accuracy that chose it (``speculate fit`` prints it)."""
+        return self.args.describe()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.name,
+            "version": 2,
+            "tools": self.tools.to_json(),
+            "arguments": table_to_json(self.args),
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PatternPredictor:
-        tables = {
-            int(n): {tuple(row["previous"]): Counter(row["next"]) for row in rows}
-            for n, rows in d["tables"].items()
-        }
-        args = {
-            tool: {a: ArgModel.from_json(m) for a, m in per.items()} for tool, per in d["arguments"].items()
-        }
-        return cls(tables, args)
-
-    def describe(self) -> dict[str, Any]:
-        """The fitted tables and argument rules themselves (hashed): a refit is a new predictor."""
-        fitted = json.dumps(self.to_json(), sort_keys=True, default=str)
-        return {"name": self.name, "fitted_sha256": hashlib.sha256(fitted.encode()).hexdigest()}
+        return cls(
+            NGramTools.from_json(d["tools"]), table_from_json(d["arguments"]), d.get("kind", "pattern")
+        )
 
 
-def fit_tables(traces: Sequence[TraceRecord], out: str | Path | None = None) -> dict[str, Predictor]:
-    """Fit ``frequency`` and ``pattern`` on training traces; save ``frequency.json`` and
-    ``pattern.json`` under ``out`` when given."""
+class BigramMemoryPredictor(TablePredictor):
+    """Ablation: previous tool → next tool, with the whole argument set seen most often with that
+    tool after that previous tool (else overall)."""
+
+    name = "bigram-memory"
+
+    def __init__(self, tools: NGramTools, memory: _Memory):
+        self.tools, self.memory = tools, memory
+
+    @classmethod
+    def fit(cls, traces: Sequence[TraceRecord]) -> BigramMemoryPredictor:
+        return cls(NGramTools.fit(traces, order=1), _Memory.fit(traces))
+
+    def scored(self, context: StepContext, k: int = 1) -> list[tuple[ToolCall, float]]:
+        prev = context.previous_tools[-1] if context.history else START
+        out: list[tuple[ToolCall, float]] = []
+        for tool, p_tool in self.tools.ranked(context)[: max(k, 1)]:
+            for arguments, share in self.memory.options(tool, prev, 2):
+                cast = _cast_args(arguments, context, tool)
+                if cast is not None:
+                    out.append((ToolCall(tool_name=tool, arguments=cast), p_tool * share))
+        if not out:
+            return []
+        return [out[0], *sorted(out[1:], key=lambda cp: -cp[1])][:k]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "bigram-memory", "tools": self.tools.to_json(), "memory": self.memory.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BigramMemoryPredictor:
+        return cls(NGramTools.from_json(d["tools"]), _Memory.from_json(d["memory"]))
+
+
+register(
+    PredictorSpec(
+        "frequency",
+        "the most common first / next tool with its most frequent arguments",
+        "#7f7f7f",
+        "table",
+        fit=FrequencyPredictor.fit,
+        load=FrequencyPredictor.from_json,
+    )
+)
+register(
+    PredictorSpec(
+        "pattern",
+        "previous tools → next tool; arguments from cross-validated sources (memory, constants, "
+        "spans, shapes, fields of structured results)",
+        "#1f77b4",
+        "table",
+        fit=PatternPredictor.fit,
+        load=PatternPredictor.from_json,
+    )
+)
+register(
+    PredictorSpec(
+        "pattern-nocopy",
+        "ablation: pattern without the copying sources (memory and constants only)",
+        "#aec7e8",
+        "table",
+        fit=lambda traces: PatternPredictor.fit(traces, copy=False),
+        load=PatternPredictor.from_json,
+    )
+)
+register(
+    PredictorSpec(
+        "bigram-memory",
+        "ablation: previous tool → next tool with its most frequent whole argument set",
+        "#9edae5",
+        "table",
+        fit=BigramMemoryPredictor.fit,
+        load=BigramMemoryPredictor.from_json,
+    )
+)
+
+
+def fit_tables(
+    traces: Sequence[TraceRecord], out: str | Path | None = None, which: Sequence[str] | None = None
+) -> dict[str, Predictor]:
+    """Fit every registered table (or those named in ``which``) on training traces; save
+    ``NAME.json`` under ``out`` when given."""
     if not traces:
         raise InputError("no training traces to fit")
-    predictors: dict[str, Predictor] = {
-        "frequency": FrequencyPredictor.fit(traces),
-        "pattern": PatternPredictor.fit(traces),
-    }
+    predictors: dict[str, Predictor] = {}
+    for name in which or names("table"):
+        spec = spec_of(name)
+        if spec.kind != "table" or spec.fit is None:
+            raise InputError(f"{name!r} is not a table predictor")
+        predictors[spec.name] = spec.fit(traces)
     if out is not None:
         for name, predictor in predictors.items():
             write_json(Path(out) / f"{name}.json", predictor.to_json())  # type: ignore[attr-defined]
@@ -432,17 +389,28 @@ def fit_tables(traces: Sequence[TraceRecord], out: str | Path | None = None) -> 
 
 
 def load_table(path: str | Path) -> Predictor:
-    """A fitted table from its JSON file (or ``DIR/NAME.json``)."""
+    """A fitted table from its JSON file (``DIR/NAME.json``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no fitted predictor here (run `specdecode speculate fit` first)", path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not a fitted predictor: {exc.msg}", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a fitted predictor: {exc}".splitlines()[0], path) from None
+    if not isinstance(data, dict):
+        raise InputError("not a fitted predictor: expected a JSON object", path)
     kind = data.get("kind")
-    if kind == "frequency":
-        return FrequencyPredictor.from_json(data)
-    if kind == "pattern":
-        return PatternPredictor.from_json(data)
-    raise InputError(f"unknown fitted predictor kind {kind!r}", path)
+    if kind == "pattern" and "version" not in data:
+        kind = "pattern-v1"  # a table fitted before argument sources
+    try:
+        spec = spec_of(str(kind))
+    except InputError:
+        raise InputError(f"unknown fitted predictor kind {kind!r}", path) from None
+    if spec.load is None:
+        raise InputError(f"{kind!r} is not a table predictor", path)
+    try:
+        return spec.load(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(
+            f"not a fitted {kind} table ({type(exc).__name__}: {exc})".splitlines()[0], path
+        ) from None
