@@ -24,14 +24,42 @@ speculate_app = typer.Typer(
 def fit_cmd(
     train_traces: Annotated[Path, typer.Argument(help="Training traces (trace JSONL).", show_default=False)],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Directory for frequency.json and pattern.json.")
+        Path, typer.Option("--out", "-o", help="Directory for the fitted tables (NAME.json each).")
     ] = Path("predictors"),
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", help="Fit only these tables (repeat) [default: every table predictor]."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the argument plan.")] = False,
 ) -> None:
-    """Fit the frequency and pattern (previous tools → next tool, learned arguments) tables."""
-    from specdecode.speculate.run import fit
+    """Fit the table predictors: frequency, pattern (previous tools → next tool, arguments from
+    sources chosen by cross-validation on these traces only) and its ablations. Prints which
+    source fills each argument of each tool, and the held-out accuracy that chose it."""
+    from specdecode.speculate.run import check_out_dir, fit
 
-    predictors = fit(train_traces, out)
+    check_out_dir(out)
+    predictors = fit(train_traces, out, table)
+    pattern = predictors.get("pattern")
+    if pattern is not None and not quiet:
+        for line in plan_lines(pattern.explain()):  # type: ignore[attr-defined]
+            console.print(line, highlight=False, soft_wrap=True)
     done(f"fitted {', '.join(predictors)} → {out}/")
+
+
+def plan_lines(plan: dict) -> list[str]:
+    """The pattern table's argument plan, a line per tool and previous tool: the call-level choice
+    and each argument's best source, with its k-fold held-out accuracy on the training traces."""
+    lines = ["pattern: argument sources chosen on held-out folds of the training traces (right / calls)"]
+    for tool, contexts in plan.items():
+        for ctx, entry in contexts.items():
+            after = "any tool" if ctx == "*" else ("the start" if ctx == "<s>" else ctx)
+            choice = entry["choice"]
+            parts = [f"{arg} ← {sources[0]}" for arg, sources in entry["arguments"].items() if sources]
+            detail = (
+                "memory (whole argument set)" if choice == "memory" else "; ".join(parts) or "no arguments"
+            )
+            lines.append(f"  {tool} after {after}: {entry['held_out'].get(choice, '?')} — {detail}")
+    return lines
 
 
 def _pct(summary: dict, key: str) -> str:

@@ -40,7 +40,8 @@ MIN_SUPPORT = 3  # training calls of a (tool, previous tool) pair before it gets
 SHRINK = 3.0  # pseudo-calls pulling a previous tool's held-out accuracy toward the tool's overall one
 PREFERENCE = ("field", "span", "constant")  # ties go to sources that copy (constants memorise)
 FOLDS = 5
-MAX_RULES = 24  # candidate copy rules / field rules per argument checked against the training calls
+MAX_RULES = 24  # copy rules / field rules kept per argument
+MAX_CANDIDATES = 120  # candidate rules per argument checked against every training call
 MAX_LEAVES = 4000  # fields read from one structured observation
 _TOK = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -534,32 +535,58 @@ class ArgumentSources:
         return [(value, str(rule)) for value, rule in rules.propose(view, limit)]
 
 
+def _rule_key(rule: Rule) -> str:
+    """A total, process-independent order of rules (sets of rules iterate in hash order)."""
+    return type(rule).__name__ + json.dumps(rule.to_json(), sort_keys=True, default=str)
+
+
 def _tally(
-    candidates: Counter, rows: Sequence[tuple[View, Any]], produce: Any
+    candidates: dict[Rule, set[int]], rows: Sequence[tuple[View, Any]], cover: int = 2
 ) -> list[tuple[Rule, dict[str, int], dict[str, int]]]:
-    out = []
-    for rule, _ in candidates.most_common(MAX_RULES):
+    """Candidate rules with their training tallies (right / wrong values, per previous tool and
+    overall), chosen greedily for coverage: the next rule is the one right on the most rows that
+    fewer than ``cover`` chosen rules get right, among rules right more often than wrong (overall
+    or after some previous tool), so a frequent phrasing cannot crowd out the rules of rarer ones."""
+    pool = sorted(candidates.items(), key=lambda kv: (-len(kv[1]), _rule_key(kv[0])))
+    pool = [(rule, gen) for rule, gen in pool if len(gen) >= 2][:MAX_CANDIDATES]
+    tallied = []
+    for rule, _ in pool:
         right: Counter = Counter()
         wrong: Counter = Counter()
-        for view, value in rows:
-            made = produce(rule, view)
+        right_rows: set[int] = set()
+        for i, (view, value) in enumerate(rows):
+            made = rule.apply(view)
             if made is None:
                 continue
-            tally = right if key(made) == key(value) else wrong
-            tally[view.prev] += 1
-            tally["*"] += 1
-        if right["*"] >= 2:
-            out.append((rule, dict(right), dict(wrong)))
-    return out
+            ok = key(made) == key(value)
+            (right if ok else wrong)[view.prev] += 1
+            (right if ok else wrong)["*"] += 1
+            if ok:
+                right_rows.add(i)
+        useful = any(n > wrong.get(prev, 0) for prev, n in right.items())
+        if right["*"] >= 2 and useful:
+            tallied.append((rule, dict(right), dict(wrong), right_rows))
+    covered: Counter = Counter()
+    chosen = []
+    while tallied and len(chosen) < MAX_RULES:
+        gains = [sum(1 for i in t[3] if covered[i] < cover) for t in tallied]
+        best = max(range(len(tallied)), key=lambda j: (gains[j], len(tallied[j][3])))
+        if gains[best] == 0:
+            break
+        rule, right, wrong, right_rows = tallied.pop(best)
+        chosen.append((rule, right, wrong))
+        for i in right_rows:
+            covered[i] += 1
+    return chosen
 
 
 def fit_sources(rows: Sequence[tuple[View, Any]], copy: bool = True) -> ArgumentSources:
     """All per-argument sources of one (tool, argument) from its training (view, value) rows."""
     constant: dict[str, Counter] = defaultdict(Counter)
     originals: dict[str, Any] = {}
-    spans: Counter = Counter()
-    fields: Counter = Counter()
-    for view, value in rows:
+    spans: dict[Rule, set[int]] = defaultdict(set)
+    fields: dict[Rule, set[int]] = defaultdict(set)
+    for i, (view, value) in enumerate(rows):
         k = key(value)
         originals.setdefault(k, value)
         constant[view.prev][k] += 1
@@ -569,14 +596,14 @@ def fit_sources(rows: Sequence[tuple[View, Any]], copy: bool = True) -> Argument
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             text = str(value)
             for rule in set(span_candidates(text, view)) | set(shape_candidates(text, view)):
-                spans[rule] += 1
+                spans[rule].add(i)
         for rule in set(field_candidates(value, view)):
-            fields[rule] += 1
+            fields[rule].add(i)
     return ArgumentSources(
         dict(constant),
         originals,
-        RuleSet(_tally(spans, rows, lambda r, v: r.apply(v))),
-        RuleSet(_tally(fields, rows, lambda r, v: r.apply(v))),
+        RuleSet(_tally(spans, rows)),
+        RuleSet(_tally(fields, rows)),
     )
 
 
@@ -796,7 +823,7 @@ def fit_argument_table(
                 memory_hits[i] = best == key(call.arguments)
     sources, memory, values = _fit_all(calls, copy)
     plans = {}
-    for tool in sources.keys() | memory.keys():
+    for tool in sorted(sources.keys() | memory.keys()):
         mine = [i for i, c in enumerate(calls) if c.tool == tool]
         plans[tool] = _plan(tool, mine, calls, proposals, memory_hits, copy)
     return ArgumentTable(sources, memory, values, plans, copy)

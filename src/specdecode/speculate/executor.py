@@ -49,6 +49,7 @@ from specdecode.records import ToolCall, TraceStep
 from specdecode.registry import Registry
 from specdecode.speculate.match import make_matcher
 from specdecode.speculate.predictors.base import Predictor, StepContext
+from specdecode.speculate.schema import CallGuard
 
 # The attribute naming the plain function behind a wrapper (an adapter's dispatcher, see
 # ``specdecode.integrations``): speculative calls run that function instead of the wrapper.
@@ -73,6 +74,8 @@ class ExecutorStats:
         wasted_calls: speculative calls whose result was not used: no real call matched them
             before their round ended, or the matching one failed or timed out.
         refused: candidates not launched: not read-only, or no such tool function.
+        invalid: candidates not launched: their arguments break the tool's JSON schema (after
+            casting values to the declared types).
         skipped: candidates not launched: no free concurrency slot.
         late: predictions still running when the real call came (dropped).
         errors: speculative calls that raised, or timed out (an ``async def`` tool past its
@@ -89,6 +92,7 @@ class ExecutorStats:
     direct: int = 0
     wasted_calls: int = 0
     refused: int = 0
+    invalid: int = 0
     skipped: int = 0
     late: int = 0
     errors: int = 0
@@ -182,6 +186,7 @@ class SpeculativeExecutor:
         auto: bool = True,
     ):
         self.predictor, self.registry, self.tools = predictor, registry, dict(tools)
+        self._guard = CallGuard(registry.tools)
         self.k, self.auto = max(1, k), auto
         self.matcher = make_matcher(matcher, threshold)
         self.max_concurrency = max(1, max_concurrency)
@@ -347,9 +352,13 @@ class SpeculativeExecutor:
         with self._lock:
             if round_.closed or round_ is not self._round:
                 return []
-            for call in candidates:
-                if not self._may_speculate(call.tool_name):
+            for candidate in candidates:
+                if not self._may_speculate(candidate.tool_name):
                     self._count(refused=1)
+                    continue
+                call = self._guard.check(candidate)
+                if call is None:  # a call that breaks its schema is never launched
+                    self._count(invalid=1)
                     continue
                 if any(self.matcher(s.call, call) for s in round_.specs):
                     continue

@@ -65,24 +65,25 @@ class NGramTools:
         return cls({n: dict(t) for n, t in tables.items()})
 
     def ranked(self, context: StepContext) -> list[tuple[str, float]]:
-        """Offered tools, most likely first, with their probability: the share in the longest
-        context that has seen any offered tool; tools seen only in shorter contexts follow, their
-        share discounted by ``BACK_OFF`` per level."""
+        """Offered tools with their probability: those the longest context has seen first (by
+        their share there), then those only shorter contexts have seen (their share discounted by
+        ``BACK_OFF`` per level): strict back-off."""
         order = max(self.tables)
         history = [START] * order + context.previous_tools
         allowed = set(context.tool_names)
-        out: dict[str, float] = {}
-        weight = 1.0
+        out: dict[str, float] = {}  # insertion order: strict back-off
+        levels = 0
         for n in range(order, -1, -1):
             counter = self.tables[n].get(tuple(history[len(history) - n :]) if n else (), Counter())
             offered = {t: c for t, c in counter.items() if not allowed or t in allowed}
             total = sum(offered.values())
             if not total:
                 continue
+            weight = BACK_OFF ** levels  # levels: longer contexts that had something to say
+            levels += 1
             for tool, count in sorted(offered.items(), key=lambda kv: (-kv[1], kv[0])):
                 out.setdefault(tool, weight * count / total)
-            weight *= BACK_OFF
-        return sorted(out.items(), key=lambda kv: -kv[1])
+        return list(out.items())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -272,6 +273,10 @@ class PatternPredictor(TablePredictor):
                 seen.add(sig)
                 out.append((call, p))
         return out[:k]
+
+    def describe(self) -> dict[str, Any]:
+        """The fitted table (hashed) and its argument plan: which source fills each argument."""
+        return {**super().describe(), "arguments": self.explain()}
 
     def explain(self) -> dict[str, Any]:
         """Which source fills each argument, per tool and previous tool, and the held-out

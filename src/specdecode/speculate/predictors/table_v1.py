@@ -243,7 +243,9 @@ def fit_arguments(traces: Sequence[TraceRecord]) -> dict[str, dict[str, ArgModel
             constant["*"][_key(value)] += 1
             kinds[type(value).__name__] += 1
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                for rule in set(_candidate_rules(str(value), sources)):
+                for rule in sorted(
+                    set(_candidate_rules(str(value), sources)), key=lambda r: json.dumps(r.to_json())
+                ):
                     generated[rule] += 1
         kind = kinds.most_common(1)[0][0]
         kind = kind if kind in ("int", "float") else "str"
