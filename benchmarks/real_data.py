@@ -43,7 +43,7 @@ console = Console(stderr=True)
 SETS = ("tau-retail", "tau-airline")
 MODEL = "smollm2-135m"
 ACTOR, TOOLS = "fixed:2.0", ("lognormal:0,0.6",)
-TABLES = ("frequency", "pattern")
+TABLES = ("frequency", "pattern", "pattern-nocopy", "bigram-memory", "pattern-v1")
 MODELS = ("base", "lora", "hybrid")
 
 
@@ -86,8 +86,8 @@ def train_stage(out: Path, args: argparse.Namespace) -> dict[str, Any]:
             out / "data" / SETS[0] / "tools.yaml"
         ),  # saved beside the adapter; records carry their tools
         max_steps=args.max_steps,
-        eval_steps=max(1, args.max_steps // 2),
-        save_steps=max(1, args.max_steps // 2),
+        eval_steps=args.max_steps,  # validation loss before and after (each pass costs minutes on CPU)
+        save_steps=args.max_steps,
         per_device_train_batch_size=args.batch,
         gradient_accumulation_steps=1,
         learning_rate=args.learning_rate,
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: tau-retail,tau-airline")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="only the first N tasks of each set")
-    parser.add_argument("--max-steps", type=int, default=40, help="optimizer steps of the adapter")
+    parser.add_argument("--max-steps", type=int, default=36, help="optimizer steps of the adapter")
     parser.add_argument("--batch", type=int, default=4, help="conversations per optimizer step")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--max-length", type=int, default=4096)

@@ -54,7 +54,8 @@ def test_memory_plan_on_small_and_large_machines() -> None:
     roomy = _plan(free_bytes=22 * GIB)
     assert roomy.max_tokens_per_batch == 4096
     assert 0 < roomy.checkpointed_layers < 30 and roomy.estimated_peak_gib <= 7.5
-    assert f"{roomy.checkpointed_layers} of 30 layers" in roomy.reason
+    assert f"up to {roomy.checkpointed_layers} of 30 layers" in roomy.reason
+    assert roomy.layers_for(1500, 1500) == 0 and roomy.layers_for(4096, 4096) == roomy.checkpointed_layers
     short = _plan(free_bytes=22 * GIB, longest_example=600)  # the demo's lengths: packed, no checkpointing
     assert short.max_tokens_per_batch == 1800 and short.checkpointed_layers == 0  # 3 of 600 tokens
     # a laptop with 12 GiB free: every layer checkpointed (and said), one example per micro-batch

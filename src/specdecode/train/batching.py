@@ -177,11 +177,23 @@ class MemoryPlan:
     """The chosen micro-batch plan and why (saved in ``training_summary.json``)."""
 
     max_tokens_per_batch: int | None  # None: padded batches of per_device_train_batch_size
-    checkpointed_layers: int  # layers under gradient checkpointing (0: none)
+    checkpointed_layers: int  # layers under gradient checkpointing for the largest micro-batch
     layers: int
     estimated_peak_gib: float
     free_gib: float
     reason: str
+    usable_bytes: int = 0  # what a micro-batch may use; each one checkpoints just enough layers
+    shape: dict[str, int] | None = None
+    half: bool = False
+    every_layer: bool = False  # the user asked for gradient checkpointing: every layer, always
+
+    def layers_for(self, tokens: int, longest: int) -> int:
+        """Layers to checkpoint for one micro-batch of ``tokens`` padded tokens (its longest row
+        ``longest``): just enough to stay within the plan's memory."""
+        if self.every_layer or self.shape is None or not self.checkpointed_layers:
+            return self.checkpointed_layers
+        n = layers_to_checkpoint(ModelShape(**self.shape), tokens, longest, self.usable_bytes, self.half)
+        return self.checkpointed_layers if n is None else min(n, self.layers)
 
     @property
     def gradient_checkpointing(self) -> bool:
@@ -256,11 +268,22 @@ def plan_memory(
             why += f"; more than {HARD_SHARE:.0%} of the free memory even with every layer checkpointed"
         elif n and not checkpointing and "every layer" not in why:
             why += (
-                f"; gradient checkpointing switched on for {n} of {shape.layers} layers "
-                f"to stay within {target}"
+                f"; gradient checkpointing switched on for up to {n} of {shape.layers} layers "
+                f"(per micro-batch, just enough to stay within {target})"
             )
         peak = peak_of(shape, tokens, rows_longest, n)
-        return MemoryPlan(budget, n, shape.layers, round(peak / GIB, 2), free_gib, why)
+        return MemoryPlan(
+            budget,
+            n,
+            shape.layers,
+            round(peak / GIB, 2),
+            free_gib,
+            why,
+            usable,
+            asdict(shape),
+            half,
+            checkpointing,
+        )
 
     if fit_layers(shape, longest, longest, hard) is None:
         need = peak_of(shape, longest, longest, shape.layers) / GIB

@@ -103,10 +103,21 @@ def speculator_trainer() -> type:
             return super()._get_num_items_in_batch(batch_samples, device)
 
         train_tokens_seen: int = 0  # real (non-pad) tokens trained on in this run
+        checkpointing: tuple[list[Any], Any] | None = None  # decoder layers, memory plan
+        checkpointed_passes: int = 0  # layer passes run under checkpointing (recomputed)
+        layer_passes: int = 0
 
         def _count(self, batch: dict[str, Any]) -> None:
             mask = batch.get("attention_mask")
             self.train_tokens_seen += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+            if self.checkpointing is not None:  # just enough layers for this micro-batch's size
+                layers, plan = self.checkpointing
+                ids = batch["input_ids"]
+                n = plan.layers_for(int(ids.numel()), int(ids.shape[-1]))
+                for i, layer in enumerate(layers):
+                    layer.gradient_checkpointing = i < n
+                self.checkpointed_passes += n
+                self.layer_passes += len(layers)
 
         def training_step(self, model, inputs, num_items_in_batch=None):  # type: ignore[override]
             micro = inputs.get("micro_batches")

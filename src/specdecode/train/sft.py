@@ -322,17 +322,23 @@ def plan_batches(config: TrainConfig, model: Any, rows: list[dict], free_bytes: 
         raise InputError(str(exc)) from None
 
 
-def checkpoint_layers(model: Any, count: int) -> None:
-    """Gradient checkpointing on the first ``count`` decoder layers only (all of them: the usual
-    switch): each checkpointed layer trades one more forward pass of itself for its activations."""
+def checkpoint_layers(model: Any, count: int) -> list[Any]:
+    """Switch gradient checkpointing on for the model when ``count`` > 0 and return its decoder
+    layers; ``set_checkpointed`` then picks how many of them checkpoint (each one trades another
+    forward pass of itself for its activations)."""
     if count <= 0:
-        return
+        return []
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     layers = [m for m in model.modules() if hasattr(m, "gradient_checkpointing") and m is not model]
     decoder = [m for m in layers if type(m).__name__.endswith(("DecoderLayer", "Block"))]
-    for layer in decoder[count:]:
-        layer.gradient_checkpointing = False
+    set_checkpointed(decoder, count)
+    return decoder
+
+
+def set_checkpointed(layers: list[Any], count: int) -> None:
+    for i, layer in enumerate(layers):
+        layer.gradient_checkpointing = i < count
 
 
 def _print_plan(plan: MemoryPlan) -> None:
@@ -383,7 +389,7 @@ def setup(config: TrainConfig) -> Run:
         write_json(output_dir / PLAN_FILE, plan.as_dict())
     if config.load_in_4bit:
         model = prepare_model_for_kbit_training(model, False)
-    checkpoint_layers(model, plan.checkpointed_layers)
+    decoder_layers = checkpoint_layers(model, plan.checkpointed_layers)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -404,6 +410,8 @@ def setup(config: TrainConfig) -> Run:
         callbacks=callbacks,
     )
     trainer.token_budget = plan.max_tokens_per_batch
+    if decoder_layers:
+        trainer.checkpointing = (decoder_layers, plan)
     trainer.padded_budget = not use_padding_free(config)
     last = _last_complete_checkpoint(output_dir) if checkpoints else None
     if config.resume and last is None:
@@ -453,6 +461,11 @@ def _memory_summary(run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
         "examples_over_budget": sum(c.oversized for c in collators),
         "train_tokens_per_epoch": tokens,
         "train_tokens_seen": getattr(run.trainer, "train_tokens_seen", None),
+        "checkpointed_layer_share": (
+            round(run.trainer.checkpointed_passes / run.trainer.layer_passes, 3)
+            if getattr(run.trainer, "layer_passes", 0)
+            else 0.0
+        ),
         "train_runtime_seconds": metrics.get("train_runtime"),
     }
 

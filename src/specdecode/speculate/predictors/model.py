@@ -75,8 +75,12 @@ class ModelPredictor(Predictor):
         temperature: float = 0.8,
         seed: int = 0,
         samples: int | None = None,
+        sequential: bool | None = None,
     ):
         self.samples = samples  # sampled duplicates per step for k > 1 (None: 2 * (k - 1))
+        # one step at a time, in the order given (replay: trace order), each prompt reusing the KV
+        # cache of the one before (a live speculator's cached prefix); None: where the backend can
+        self.sequential = sequential
         self.backend, self.adapter = backend, adapter and getattr(backend, "has_adapter", False)
         self.name = name or ("lora" if self.adapter else "base")
         self.constrained = constrained
@@ -109,7 +113,24 @@ class ModelPredictor(Predictor):
         return self.backend.generate(requests, config, adapter=self.adapter)
 
     # ---------------------------------------------------------------- predicting
+    def is_sequential(self) -> bool:
+        """Steps one at a time with the cached prefix (the hf backend), else batched."""
+        return self.sequential if self.sequential is not None else hasattr(self.backend, "reuse_prefix")
+
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
+        """Predictions for many steps: batched, or (``is_sequential``) one step after the other in
+        the order given, each prompt prefilling only what it adds to the one before, so each
+        prediction's latency is the one a live speculator has."""
+        if not self.is_sequential() or len(contexts) <= 1:
+            return self._predict_batch(contexts, k)
+        had_switch = set_prefix_reuse(self.backend, True)
+        try:
+            return [p for context in contexts for p in self._predict_batch([context], k)]
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.backend, False)
+
+    def _predict_batch(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         if not contexts:
             return []
         requests = [self.request(c, f"{c.id}#{c.step}") for c in contexts]
@@ -177,6 +198,7 @@ class ModelPredictor(Predictor):
             "temperature": self.temperature,
             "seed": self.seed,
             "samples": self.samples,
+            "sequential": self.is_sequential(),
         }
 
 
@@ -205,6 +227,35 @@ class HybridPredictor(Predictor):
         return out
 
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
+        """Batched, or (the model's ``is_sequential``) each step's requests one at a time in the
+        order given, every prompt reusing the KV cache of the one before."""
+        if not self.model.is_sequential() or len(contexts) <= 1:
+            return self._predict_batch(contexts, k)
+        had_switch = set_prefix_reuse(self.model.backend, True)
+        try:
+            out = []
+            for context in contexts:
+                tools = self.table.ranked_tools(context)[:k]
+                generations = [
+                    self.model.generate([r], batch_size=1)[0] for r in self._requests(context, tools)
+                ]
+                out.append(self._prediction(context, tools, generations, k))
+            return out
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.model.backend, False)
+
+    def _prediction(
+        self, context: StepContext, tools: Sequence[str], generations: Sequence[Any], k: int
+    ) -> Prediction:
+        calls = []
+        for tool, gen in zip(tools, generations):
+            parsed = self.model.parse(gen, context)
+            calls.append(ToolCall(tool_name=tool, arguments=parsed.arguments if parsed is not None else {}))
+        latency = max((float(getattr(g, "latency", 0.0)) for g in generations), default=0.0)
+        return Prediction(dedupe(calls)[:k], latency)
+
+    def _predict_batch(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         plans = [self.table.ranked_tools(c)[:k] for c in contexts]
         requests, owners = [], []
         for i, (context, tools) in enumerate(zip(contexts, plans)):
