@@ -1,6 +1,7 @@
 """Next-call predictors behind one interface (:class:`Predictor`), each registered by name in
 :mod:`.registry`: the ``frequency`` and ``pattern`` tables and their ablations (``pattern-nocopy``,
-``bigram-memory``, ``pattern-v1``), the LLM speculator (``base``/``lora``) and the ``hybrid``."""
+``bigram-memory``, ``pattern-v1``), the LLM speculator (``base``/``lora``), the ``hybrid``, and
+``verify`` (the table's drafts scored by the model)."""
 
 from specdecode.speculate.predictors import registry
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext, contexts_of, dedupe
@@ -15,10 +16,13 @@ from specdecode.speculate.predictors.table import (
     load_table,
 )
 from specdecode.speculate.predictors.table_v1 import LegacyPatternPredictor
+from specdecode.speculate.predictors.verify import Calibration, DraftScorer, VerifyPredictor
 
 __all__ = [
     "BigramMemoryPredictor",
     "BuildContext",
+    "Calibration",
+    "DraftScorer",
     "FrequencyPredictor",
     "HybridPredictor",
     "LegacyPatternPredictor",
@@ -29,6 +33,7 @@ __all__ = [
     "PredictorSpec",
     "StepContext",
     "TablePredictor",
+    "VerifyPredictor",
     "contexts_of",
     "dedupe",
     "fit_tables",

@@ -91,4 +91,5 @@ def _load_builtin() -> None:
     """Import the modules that register the shipped predictors."""
     import specdecode.speculate.predictors.model
     import specdecode.speculate.predictors.table
-    import specdecode.speculate.predictors.table_v1  # noqa: F401
+    import specdecode.speculate.predictors.table_v1
+    import specdecode.speculate.predictors.verify  # noqa: F401

@@ -79,7 +79,7 @@ class NGramTools:
             total = sum(offered.values())
             if not total:
                 continue
-            weight = BACK_OFF ** levels  # levels: longer contexts that had something to say
+            weight = BACK_OFF**levels  # levels: longer contexts that had something to say
             levels += 1
             for tool, count in sorted(offered.items(), key=lambda kv: (-kv[1], kv[0])):
                 out.setdefault(tool, weight * count / total)

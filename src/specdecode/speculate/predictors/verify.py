@@ -1,0 +1,442 @@
+"""``verify``: cheap drafts, an expensive judge. The pattern table proposes schema-valid candidate
+calls (its top tools × their argument candidates); the adapter scores every draft's call text
+given the step prompt it was trained on, in one forward pass over the cached conversation prefix;
+a calibrated probability per candidate says how likely it is to be the actor's next call.
+
+Scoring (:class:`DraftScorer`, on the ``hf`` backend):
+
+* the prompt of step k+1 extends the prompt of step k (conversation form), so the KV cache of the
+  previous prompt is kept and only the new tokens (the last call and its observation) are
+  prefilled, as a live speculator would;
+* the drafts' token sequences form a trie (drafts of one tool share their first tokens); the trie
+  is run in **one** forward pass over the cached prefix, each node attending to the prefix and its
+  ancestors (a tree attention mask), so a shared token is computed once;
+* a draft's score is the sum (or, chosen on validation data, the mean) of its tokens' log
+  probabilities, end-of-turn token included.
+
+Calibration (:class:`Calibration`, fitted on the validation split only): a candidate's
+probability is ``sigmoid(a · log q + b)`` with ``q`` its share of the softmax over the drafts'
+scores (Platt scaling), so the probabilities say how often such a candidate was the actor's call,
+including the steps where no draft was right. When no draft is likely enough, one constrained
+call is generated as well (the model's own arguments, beyond what the tables can propose) and
+scored with the drafts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from specdecode.prompts import PromptOptions, call_text, render_prompt
+from specdecode.records import ToolCall
+from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext
+from specdecode.speculate.predictors.model import ModelPredictor, set_prefix_reuse, step_prompt
+from specdecode.speculate.predictors.registry import BuildContext, PredictorSpec, register
+
+MAX_DRAFTS = 32
+TOOLS_DRAFTED = 4  # the table's top tools that get drafts
+ARGUMENTS_PER_TOOL = 8  # argument candidates per drafted tool
+
+
+# --------------------------------------------------------------------------- scoring
+class DraftScorer:
+    """Log-likelihood of candidate calls under a model, over a KV cache kept across steps."""
+
+    def __init__(
+        self, backend: Any, adapter: bool, options: PromptOptions = PromptOptions(), form: str = "steps"
+    ):
+        if not hasattr(backend, "model") or not hasattr(backend, "tokenizer"):
+            raise ValueError("draft scoring runs on the hf backend (it reads the model's logits)")
+        self.backend, self.adapter = backend, adapter and getattr(backend, "has_adapter", False)
+        self.options, self.form = options, form
+        self._ids: list[int] = []  # tokens whose keys and values ``_cache`` holds
+        self._cache: Any = None
+        self.prefilled_tokens = 0
+        self.scored_tokens = 0
+
+    # -- texts ----------------------------------------------------------------------------
+    def prompt_text(self, context: StepContext) -> str:
+        messages, tools = step_prompt(context, self.options, self.form)
+        return render_prompt(self.backend.tokenizer, messages, tools)
+
+    def call_suffix(self, context: StepContext, call: ToolCall, prompt: str) -> str:
+        """The text the model would write for ``call`` after ``prompt``: the call as the training
+        target renders it, up to and including the end-of-turn token."""
+        messages, tools = step_prompt(context, self.options, self.form)
+        if self.form == "conversation":
+            turn: dict[str, Any] = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "id": f"call_{len(context.history)}",
+                        "function": {"name": call.tool_name, "arguments": call.arguments},
+                    }
+                ],
+            }
+        else:
+            turn = {"role": "assistant", "content": call_text(call)}
+        full = render_prompt(self.backend.tokenizer, [*messages, turn], tools, add_generation_prompt=False)
+        if not full.startswith(prompt):
+            raise ValueError("the chat template does not render the call after its prompt")
+        suffix = full[len(prompt) :]
+        eot = self.backend.tokenizer.eos_token or ""
+        cut = suffix.find(eot) if eot else -1
+        return suffix[: cut + len(eot)] if cut >= 0 else suffix
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # -- the cached prefix ------------------------------------------------------------------
+    def _prefix(self, prompt_ids: list[int]) -> Any:
+        """The KV cache of ``prompt_ids[:-1]``, extended from the kept one where it matches."""
+        from transformers import DynamicCache
+
+        torch, model = self.backend.torch, self.backend.model
+        target = prompt_ids[:-1]
+        common = 0
+        limit = min(len(self._ids), len(target))
+        while common < limit and self._ids[common] == target[common]:
+            common += 1
+        if self._cache is None or common == 0:
+            self._cache, self._ids = DynamicCache(config=model.config), []
+            common = 0
+        elif common < len(self._ids):
+            self._cache.crop(common)
+            self._ids = self._ids[:common]
+        new = target[common:]
+        if new:
+            ids = torch.tensor([new], device=self.backend.device)
+            positions = torch.arange(common, common + len(new), device=self.backend.device)[None]
+            model(input_ids=ids, position_ids=positions, past_key_values=self._cache, logits_to_keep=1)
+            self.prefilled_tokens += len(new)
+            self._ids = list(target)
+        return self._cache
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score(self, context: StepContext, calls: Sequence[ToolCall]) -> list[tuple[float, int]]:
+        """(sum of token log-probabilities, tokens) of each call's text as the next turn."""
+        if not calls:
+            return []
+        prompt = self.prompt_text(context)
+        prompt_ids = self.encode(prompt)
+        suffixes = [self.encode(self.call_suffix(context, call, prompt)) for call in calls]
+        torch = self.backend.torch
+        with torch.inference_mode(), self._adapter_mode():
+            cache = self._prefix(prompt_ids)
+            return self._score_tree(cache, len(prompt_ids) - 1, prompt_ids[-1], suffixes)
+
+    def _adapter_mode(self) -> Any:
+        import contextlib
+
+        model = self.backend.model
+        if not getattr(self.backend, "has_adapter", False) or self.adapter:
+            return contextlib.nullcontext()  # the adapter unmerged and active: no merge per step
+        return model.disable_adapter()
+
+    def _score_tree(
+        self, cache: Any, cached: int, last: int, suffixes: Sequence[list[int]]
+    ) -> list[tuple[float, int]]:
+        """Run the trie of ``suffixes`` (rooted at the last prompt token ``last``) in one forward
+        pass with a tree attention mask; the cache is cropped back to ``cached`` tokens after."""
+        torch, device = self.backend.torch, self.backend.device
+        tokens, parents, depth = [last], [-1], [0]
+        children: dict[tuple[int, int], int] = {}
+        reads: list[list[tuple[int, int]]] = []  # per suffix: (node whose logits predict, target)
+        for suffix in suffixes:
+            node, path = 0, []
+            for j, token in enumerate(suffix):
+                path.append((node, token))
+                if j == len(suffix) - 1:
+                    break
+                child = children.get((node, token))
+                if child is None:
+                    child = len(tokens)
+                    children[(node, token)] = child
+                    tokens.append(token)
+                    parents.append(node)
+                    depth.append(depth[node] + 1)
+                node = child
+            reads.append(path)
+        n = len(tokens)
+        allowed = torch.zeros((n, n), dtype=torch.bool)
+        for i in range(n):
+            j = i
+            while j >= 0:
+                allowed[i, j] = True
+                j = parents[j]
+        mask = torch.cat([torch.ones((n, cached), dtype=torch.bool), allowed], dim=1)[None, None].to(device)
+        ids = torch.tensor([tokens], device=device)
+        positions = torch.tensor([[cached + d for d in depth]], device=device)
+        try:
+            logits = self.backend.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache
+            ).logits[0]
+        finally:
+            cache.crop(cached)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        self.scored_tokens += n
+        return [(float(sum(logprobs[node, token] for node, token in path)), len(path)) for path in reads]
+
+    def reset(self) -> None:
+        self._cache, self._ids = None, []
+
+
+# --------------------------------------------------------------------------- calibration
+@dataclass(frozen=True)
+class Calibration:
+    """``p = sigmoid(a · log q + b)``, ``q`` a candidate's softmax share over the drafts' scores
+    (``normalise``: mean token log-probability instead of the sum). Fitted on validation steps."""
+
+    a: float = 1.0
+    b: float = 0.0
+    normalise: bool = False
+    steps: int = 0  # validation steps it was fitted on
+    ece: float | None = None  # expected calibration error on those steps
+
+    def shares(self, scores: Sequence[tuple[float, int]]) -> list[float]:
+        values = [s / max(n, 1) if self.normalise else s for s, n in scores]
+        top = max(values)
+        weights = [math.exp(v - top) for v in values]
+        total = sum(weights)
+        return [w / total for w in weights]
+
+    def probabilities(self, scores: Sequence[tuple[float, int]]) -> list[float]:
+        return [_sigmoid(self.a * math.log(max(q, 1e-12)) + self.b) for q in self.shares(scores)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def fit_platt(
+    features: Sequence[float], labels: Sequence[bool], iterations: int = 500
+) -> tuple[float, float]:
+    """Logistic regression of ``labels`` on one feature (Newton's method, a small ridge)."""
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        ga = gb = haa = hab = hbb = 0.0
+        for x, y in zip(features, labels):
+            p = _sigmoid(a * x + b)
+            w = p * (1 - p)
+            ga += (p - y) * x
+            gb += p - y
+            haa += w * x * x
+            hab += w * x
+            hbb += w
+        haa, hbb = haa + 1e-3, hbb + 1e-3
+        det = haa * hbb - hab * hab
+        if det <= 0:
+            break
+        da = (hbb * ga - hab * gb) / det
+        db = (haa * gb - hab * ga) / det
+        a, b = a - da, b - db
+        if abs(da) + abs(db) < 1e-9:
+            break
+    return a, b
+
+
+def reliability(probs: Sequence[float], labels: Sequence[bool], bins: int = 10) -> dict[str, Any]:
+    """Reliability diagram (per probability bin: mean predicted, observed rate, count) and the
+    expected calibration error."""
+    rows = []
+    total = len(probs)
+    ece = 0.0
+    for i in range(bins):
+        lo, hi = i / bins, (i + 1) / bins
+        inside = [(p, y) for p, y in zip(probs, labels) if lo <= p < hi or (i == bins - 1 and p == 1.0)]
+        if not inside:
+            continue
+        mean = sum(p for p, _ in inside) / len(inside)
+        rate = sum(y for _, y in inside) / len(inside)
+        ece += len(inside) / total * abs(mean - rate)
+        rows.append({"bin": [lo, hi], "predicted": mean, "observed": rate, "n": len(inside)})
+    return {"bins": rows, "ece": ece if total else None, "n": total}
+
+
+# --------------------------------------------------------------------------- the predictor
+class VerifyPredictor(Predictor):
+    """Drafts from the pattern table, scored by the model (see the module docstring)."""
+
+    name = "verify"
+
+    def __init__(
+        self,
+        table: Any,
+        scorer: DraftScorer,
+        generator: ModelPredictor | None = None,
+        calibration: Calibration | None = None,
+        max_drafts: int = MAX_DRAFTS,
+        generate_below: float = 0.2,
+    ):
+        self.table, self.scorer, self.generator = table, scorer, generator
+        self.calibration = calibration or Calibration()
+        self.max_drafts, self.generate_below = max_drafts, generate_below
+        self.generated = 0  # steps where a call was generated beside the drafts
+
+    def drafts(self, context: StepContext) -> list[ToolCall]:
+        """The table's top tools × their argument candidates, deduplicated, schema-valid, capped."""
+        from specdecode.speculate.arguments import key
+
+        view = self.table.views.of(context.question, context.history)
+        specs = {t.name: t for t in context.tools}
+        out, seen = [], set()
+        for tool in self.table.ranked_tools(context)[:TOOLS_DRAFTED]:
+            for arguments, _p, _how in self.table.args.candidates(
+                tool, view, specs.get(tool), ARGUMENTS_PER_TOOL
+            ):
+                signature = (tool, key(arguments))
+                if signature not in seen:
+                    seen.add(signature)
+                    out.append(ToolCall(tool_name=tool, arguments=arguments))
+        return out[: self.max_drafts]
+
+    def scored(self, context: StepContext) -> list[tuple[ToolCall, float, tuple[float, int]]]:
+        """Every candidate with its calibrated probability and raw score, most likely first."""
+        from specdecode.speculate.schema import CallGuard
+
+        guard = CallGuard(context.tools)
+        calls = [c for c in (guard.check(d) for d in self.drafts(context)) if c is not None]
+        scores = self.scorer.score(context, calls)
+        probs = self.calibration.probabilities(scores) if scores else []
+        if self.generator is not None and (not probs or max(probs) < self.generate_below):
+            made = self.generator.predict_many([context], 1)[0].calls
+            extra = [c for c in (guard.check(m) for m in made) if c is not None and c not in calls]
+            if extra:
+                self.generated += 1
+                calls += extra
+                scores += self.scorer.score(context, extra)
+                probs = self.calibration.probabilities(scores)
+        ranked = sorted(zip(calls, probs, scores), key=lambda t: -t[1])
+        return ranked
+
+    def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
+        out = []
+        had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, True)
+        try:
+            for context in contexts:
+                started = time.perf_counter()
+                ranked = self.scored(context)[:k]
+                out.append(
+                    Prediction(
+                        [c for c, _, _ in ranked],
+                        time.perf_counter() - started,
+                        {"scores": [list(s) for _, _, s in ranked]},
+                        probs=[p for _, p, _ in ranked],
+                    )
+                )
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.generator.backend, False)  # type: ignore[union-attr]
+        return out
+
+    def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
+        return self.predict_many([context], k)[0].calls
+
+    def measure_latency(self, contexts: Sequence[StepContext], cached_prefix: bool = True) -> list[float]:
+        """Batch-1 latency per step in trace order, with the prefix cache kept (or dropped)."""
+        latencies = []
+        for context in contexts:
+            if not cached_prefix:
+                self.scorer.reset()
+            started = time.perf_counter()
+            self.scored(context)
+            latencies.append(time.perf_counter() - started)
+        return latencies
+
+    def calibrate(
+        self, contexts: Sequence[StepContext], gold: Sequence[ToolCall], matcher: Any
+    ) -> dict[str, Any]:
+        """Fit the calibration on validation steps (never the test split): choose summed or
+        length-normalised scores by validation hit@1, then Platt-scale the softmax shares.
+        Returns the reliability diagram on those steps."""
+        self.scorer.reset()
+        rows = []
+        for context, g in zip(contexts, gold):
+            view_calls = self.drafts(context)
+            from specdecode.speculate.schema import CallGuard
+
+            guard = CallGuard(context.tools)
+            calls = [c for c in (guard.check(d) for d in view_calls) if c is not None]
+            rows.append((calls, self.scorer.score(context, calls), g))
+        best = None
+        for normalise in (False, True):
+            trial = Calibration(normalise=normalise)
+            hits = 0
+            for calls, scores, g in rows:
+                if calls:
+                    shares = trial.shares(scores)
+                    hits += matcher(calls[max(range(len(calls)), key=shares.__getitem__)], g)
+            if best is None or hits > best[0]:
+                best = (hits, normalise)
+        normalise = bool(best and best[1])
+        features, labels = [], []
+        for calls, scores, g in rows:
+            if calls:
+                for call, q in zip(calls, Calibration(normalise=normalise).shares(scores)):
+                    features.append(math.log(max(q, 1e-12)))
+                    labels.append(bool(matcher(call, g)))
+        a, b = fit_platt(features, labels) if features and any(labels) and not all(labels) else (1.0, 0.0)
+        fitted = Calibration(a, b, normalise, len(rows))
+        probs = [_sigmoid(a * x + b) for x in features]
+        diagram = reliability(probs, labels)
+        self.calibration = Calibration(a, b, normalise, len(rows), diagram["ece"])
+        self.scorer.reset()
+        return {**fitted.as_dict(), "ece": diagram["ece"], "reliability": diagram}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "table": self.table.describe(),
+            "scorer": {
+                "backend": getattr(self.scorer.backend, "identity", None),
+                "adapter": self.scorer.adapter,
+                "form": self.scorer.form,
+                "tool_style": self.scorer.options.tool_style,
+            },
+            "generator": self.generator.describe() if self.generator else None,
+            "calibration": self.calibration.as_dict(),
+            "max_drafts": self.max_drafts,
+            "generate_below": self.generate_below,
+        }
+
+
+def _verify(context: BuildContext) -> VerifyPredictor:
+    s = context.settings
+    options = s.get("options", PromptOptions())
+    form = s.get("form", "steps") if context.has_adapter else "steps"
+    scorer = DraftScorer(context.backend, context.has_adapter, options, form)
+    generator = ModelPredictor(
+        context.backend,
+        adapter=context.has_adapter,
+        name="lora" if context.has_adapter else "base",
+        constrained=True,
+        options=options,
+        form=form,
+        batch_size=1,
+        max_new_tokens=s.get("max_new_tokens", 96),
+        seed=s.get("seed", 0),
+        samples=0,
+        sequential=True,
+    )
+    return VerifyPredictor(context.table("pattern"), scorer, generator)
+
+
+register(
+    PredictorSpec(
+        "verify",
+        "the pattern table's drafts scored by the model in one pass over the cached prefix, "
+        "calibrated probabilities; a constrained call generated only when no draft is likely",
+        "#d62728",
+        "model",
+        build=_verify,
+        uses_tables=("pattern",),
+    )
+)

@@ -1,0 +1,94 @@
+"""``verify``: the trie of drafts scored in one pass over the cached prefix equals the model's own
+log-likelihood of each draft; calibration is fitted on validation steps only; probabilities are
+in [0, 1] and sorted."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from specdecode.data import synthesize
+from specdecode.evaluate.metrics import same_call
+from specdecode.records import ToolCall
+from specdecode.registry import load_registry
+from specdecode.speculate.predictors import DraftScorer, PatternPredictor, VerifyPredictor, contexts_of
+from specdecode.speculate.predictors.verify import Calibration, fit_platt, reliability
+
+REG = load_registry("tools4")
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_qwen3: Path):
+    from specdecode.evaluate.backends.hf import HFBackend
+
+    return HFBackend(str(tiny_qwen3))
+
+
+def _reference(backend, scorer: DraftScorer, context, call: ToolCall) -> tuple[float, int]:
+    """The slow way: the whole prompt + call text through the model, no cache, no trie."""
+    import torch
+
+    prompt = scorer.prompt_text(context)
+    prompt_ids = scorer.encode(prompt)
+    suffix = scorer.encode(scorer.call_suffix(context, call, prompt))
+    ids = torch.tensor([prompt_ids + suffix])
+    with torch.inference_mode():
+        logits = backend.model(input_ids=ids).logits[0].float()
+    logprobs = torch.log_softmax(logits, -1)
+    start = len(prompt_ids) - 1
+    return float(sum(logprobs[start + j, t] for j, t in enumerate(suffix))), len(suffix)
+
+
+@pytest.mark.parametrize("form", ["steps", "conversation"])
+def test_tree_scores_over_the_cached_prefix_equal_the_models_own(tiny_backend, form: str) -> None:
+    scorer = DraftScorer(tiny_backend, adapter=False, form=form)
+    trace = next(t for t in synthesize(30, seed=4) if len(t.trace) >= 3)
+    drafts = [
+        ToolCall(tool_name="search", arguments={"query": "Lake Tasvel depth"}),
+        ToolCall(tool_name="search", arguments={"query": "Lake Tasvel area"}),  # shares a long prefix
+        ToolCall(tool_name="wikipedia", arguments={"title": "Tasvel"}),
+        ToolCall(tool_name="calculator", arguments={"expression": "3 * 4"}),
+    ]
+    for context in contexts_of(trace, REG):  # steps in order: the cache is extended, then cropped
+        got = scorer.score(context, drafts)
+        for call, (score, n) in zip(drafts, got):
+            ref, ref_n = _reference(tiny_backend, scorer, context, call)
+            assert n == ref_n and score == pytest.approx(ref, abs=2e-3), (context.step, call.tool_name)
+    assert scorer.prefilled_tokens < sum(
+        len(scorer.encode(scorer.prompt_text(c))) for c in contexts_of(trace, REG)
+    )
+    # a shared token is computed once: fewer nodes than draft tokens
+    assert scorer.scored_tokens < len(contexts_of(trace, REG)) * sum(n for _, n in got)
+
+
+def test_calibration_is_fitted_on_validation_and_probabilities_are_sorted(tiny_backend) -> None:
+    train, val, test = synthesize(40, seed=0), synthesize(8, seed=1), synthesize(4, seed=2)
+    table = PatternPredictor.fit(train)
+    verify = VerifyPredictor(table, DraftScorer(tiny_backend, adapter=False))
+    before = verify.describe()["calibration"]
+    contexts = [c for t in val for c in contexts_of(t, REG)]
+    gold = [t.trace[c.step].action for t in val for c in contexts_of(t, REG)]
+    report = verify.calibrate(contexts, gold, same_call)
+    assert report["steps"] == len(contexts) and 0 <= report["ece"] <= 1
+    assert verify.describe()["calibration"] != before  # fitted (a, b, normalise, steps)
+    for prediction in verify.predict_many([c for t in test for c in contexts_of(t, REG)], k=3):
+        assert all(0.0 <= p <= 1.0 for p in prediction.probs)
+        assert prediction.probs == sorted(prediction.probs, reverse=True)
+        assert len(prediction.calls) == len(prediction.probs) <= 3
+
+
+def test_platt_and_reliability_by_hand() -> None:
+    # a feature that separates the labels: a large positive slope
+    xs = [-3.0, -2.5, -2.0, -0.2, -0.1, 0.0]
+    ys = [False, False, False, True, True, True]
+    a, _ = fit_platt(xs, ys)
+    assert a > 1
+    diagram = reliability([0.05, 0.15, 0.95, 0.95], [False, False, True, False])
+    assert diagram["n"] == 4 and diagram["ece"] == pytest.approx((0.5 * 0.1) + 0.5 * abs(0.95 - 0.5))
+    shares = Calibration().shares([(-1.0, 2), (-3.0, 4)])
+    assert sum(shares) == pytest.approx(1) and shares[0] > shares[1]
+    assert Calibration(normalise=True).shares([(-1.0, 2), (-3.0, 4)])[0] == pytest.approx(
+        math.exp(-0.5) / (math.exp(-0.5) + math.exp(-0.75))
+    )
