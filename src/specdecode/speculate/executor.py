@@ -48,6 +48,7 @@ from typing import Any
 from specdecode.records import ToolCall, TraceStep
 from specdecode.registry import Registry
 from specdecode.speculate.match import make_matcher
+from specdecode.speculate.policy import LaunchPolicy, registry_costs, with_probs
 from specdecode.speculate.predictors.base import Predictor, StepContext
 from specdecode.speculate.schema import CallGuard
 
@@ -76,6 +77,8 @@ class ExecutorStats:
         refused: candidates not launched: not read-only, or no such tool function.
         invalid: candidates not launched: their arguments break the tool's JSON schema (after
             casting values to the declared types).
+        declined: candidates not launched by the launch policy (``P(c) × hidden seconds <
+            λ × cost``, or beyond its launches per step).
         skipped: candidates not launched: no free concurrency slot.
         late: predictions still running when the real call came (dropped).
         errors: speculative calls that raised, or timed out (an ``async def`` tool past its
@@ -93,6 +96,7 @@ class ExecutorStats:
     wasted_calls: int = 0
     refused: int = 0
     invalid: int = 0
+    declined: int = 0
     skipped: int = 0
     late: int = 0
     errors: int = 0
@@ -169,6 +173,10 @@ class SpeculativeExecutor:
         max_concurrency: speculative calls running at once, at most.
         timeout: seconds a speculative result is waited for (per tool: ``tool_timeouts``).
         auto: after each real call, record it in the history and speculate the next one.
+        policy: the launch policy (:class:`~specdecode.speculate.policy.LaunchPolicy`, the one
+            replay simulates); default: every read-only candidate, up to ``k``.
+        expected_seconds: tool name → expected latency (what a hit hides, for the policy);
+            updated from the real calls' durations as the agent runs (default 1 s).
     """
 
     def __init__(
@@ -184,10 +192,14 @@ class SpeculativeExecutor:
         timeout: float = 30.0,
         tool_timeouts: Mapping[str, float] | None = None,
         auto: bool = True,
+        policy: LaunchPolicy | None = None,
+        expected_seconds: Mapping[str, float] | None = None,
     ):
         self.predictor, self.registry, self.tools = predictor, registry, dict(tools)
         self._guard = CallGuard(registry.tools)
         self.k, self.auto = max(1, k), auto
+        self.policy = policy or LaunchPolicy(0.0, self.k, registry_costs(registry))
+        self.expected_seconds = dict(expected_seconds or {})
         self.matcher = make_matcher(matcher, threshold)
         self.max_concurrency = max(1, max_concurrency)
         self.timeout, self.tool_timeouts = timeout, dict(tool_timeouts or {})
@@ -267,7 +279,9 @@ class SpeculativeExecutor:
             if ok:
                 return self._finish_hit(real, spec, value, entered)
         self._count_real(real)
+        started = time.perf_counter()
         result = self._run_real(real)
+        self._learn_latency(name, time.perf_counter() - started)
         self._after(real, result)
         return result
 
@@ -287,7 +301,9 @@ class SpeculativeExecutor:
             if ok:
                 return self._finish_hit(real, spec, value, entered)
         self._count_real(real)
+        started = time.perf_counter()
         result = await self._arun_real(real)
+        self._learn_latency(name, time.perf_counter() - started)
         self._after(real, result)
         return result
 
@@ -334,6 +350,34 @@ class SpeculativeExecutor:
             raise KeyError(f"no function for tool {name!r}")
         return self.tools[name]
 
+    def hidden_seconds(self, tool: str) -> float:
+        """What a hit of ``tool`` is expected to hide: its expected latency."""
+        return float(self.expected_seconds.get(tool, 1.0))
+
+    def decide(self, calls: Sequence[ToolCall], probs: Sequence[float] | None = None) -> list[ToolCall]:
+        """The candidates the launch policy launches: read-only tools with a function here,
+        schema-valid (values cast), worth their cost; counts what it refuses, drops and declines."""
+        eligible: list[tuple[ToolCall, float | None]] = []
+        for candidate, prob in with_probs(calls, probs):
+            if not self._may_speculate(candidate.tool_name):
+                self._count(refused=1)
+                continue
+            call = self._guard.check(candidate)
+            if call is None:  # a call that breaks its schema is never launched
+                self._count(invalid=1)
+                continue
+            eligible.append((call, prob))
+        chosen = self.policy.choose(eligible, self.hidden_seconds, lambda _tool: True)
+        if len(chosen) < len(eligible):
+            self._count(declined=len(eligible) - len(chosen))
+        return chosen
+
+    def _learn_latency(self, tool: str, seconds: float) -> None:
+        """The expected latency of ``tool``: a running mean of its real calls (weight 0.3 new)."""
+        with self._lock:
+            old = self.expected_seconds.get(tool)
+            self.expected_seconds[tool] = seconds if old is None else 0.7 * old + 0.3 * seconds
+
     def _may_speculate(self, name: str) -> bool:
         spec = self.registry.get(name)
         return bool(spec is not None and spec.read_only and name in self.tools)
@@ -343,7 +387,7 @@ class SpeculativeExecutor:
             if round_.closed or round_ is not self._round:  # superseded while queued: skip
                 return []
         try:
-            candidates = self.predictor.predict(context, self.k)[: self.k]
+            prediction = self.predictor.predict_many([context], self.k)[0]
         except Exception:  # a failing predictor must not hurt the agent
             self._count(errors=1)
             return []
@@ -352,14 +396,7 @@ class SpeculativeExecutor:
         with self._lock:
             if round_.closed or round_ is not self._round:
                 return []
-            for candidate in candidates:
-                if not self._may_speculate(candidate.tool_name):
-                    self._count(refused=1)
-                    continue
-                call = self._guard.check(candidate)
-                if call is None:  # a call that breaks its schema is never launched
-                    self._count(invalid=1)
-                    continue
+            for call in self.decide(prediction.calls[: self.k], prediction.probs):
                 if any(self.matcher(s.call, call) for s in round_.specs):
                     continue
                 if not self._slots.acquire(blocking=False):

@@ -27,6 +27,7 @@ from specdecode.jsonl import append_jsonl, write_json, write_jsonl
 from specdecode.records import ToolCall, TraceRecord
 from specdecode.registry import Registry
 from specdecode.speculate.match import exact, make_matcher, same_call, same_name
+from specdecode.speculate.policy import LAMBDAS, LaunchPolicy, registry_costs, with_probs
 from specdecode.speculate.predictors.base import Predictor, StepContext, contexts_of
 from specdecode.speculate.schema import CallGuard
 from specdecode.speculate.simulate import Distribution, LatencyModel, Step, Totals, keyed_rng, sweep
@@ -157,6 +158,18 @@ def latency_stats(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def expected_hidden(settings: ReplaySettings, speculator_mean: float) -> Any:
+    """What a hit of tool ``t`` can be expected to hide: the tool's mean latency, at most the
+    actor's mean think time left after the speculator's (the policy's ``hidden seconds``)."""
+    per_tool = dict(settings.latency.per_tool)
+    room = max(0.0, settings.latency.actor.mean - speculator_mean)
+
+    def hidden(tool: str) -> float:
+        return max(0.0, min(per_tool.get(tool, settings.latency.tool).mean, room))
+
+    return hidden
+
+
 def simulation_steps(
     rows: Sequence[dict[str, Any]],
     traces: dict[str, TraceRecord],
@@ -164,11 +177,24 @@ def simulation_steps(
     settings: ReplaySettings,
     speculator: Distribution | None,
     launch: int = 1,
+    policy: LaunchPolicy | None = None,
 ) -> list[Step]:
     """The simulator's steps for one predictor's rows: actor/tool times from the trace fields or
-    the latency model, the speculator's from ``speculator`` (keyed draws) or the row, hits among
-    the ``launch`` first read-only candidates."""
+    the latency model, the speculator's from ``speculator`` (keyed draws) or the row; the calls
+    launched are the launch ``policy``'s choice among the candidates (default: the first
+    ``launch`` read-only ones, whatever their probability)."""
     matcher = make_matcher(settings.matcher, settings.threshold)
+    policy = policy or LaunchPolicy(0.0, launch, registry_costs(registry))
+    mean_spec = (
+        speculator.mean
+        if speculator is not None
+        else statistics.fmean([float(r["latency"]) for r in rows] or [0.0])
+    )
+    hidden = expected_hidden(settings, mean_spec)
+
+    def read_only(tool: str) -> bool:
+        return is_read_only(None, registry, tool)
+
     steps = []
     for row in rows:
         record = traces[row["id"]]
@@ -183,7 +209,7 @@ def simulation_steps(
         else:
             spec = float(row["latency"])
         candidates = [ToolCall.model_validate(c) for c in row["pred_calls"]]
-        launched = [c for c in candidates if is_read_only(None, registry, c.tool_name)][:launch]
+        launched = policy.choose(with_probs(candidates, row.get("pred_probs")), hidden, read_only)
         hit_index = next((i for i, c in enumerate(launched) if matcher(c, gold)), None)
         hit = hit_index is not None and is_read_only(trace_step, registry, gold.tool_name)
         wasted = 0.0
@@ -236,6 +262,24 @@ def summarise_predictor(
     for step in at_k_steps:
         at_k.add(step)
     sim1 = top1.summary(settings.cost_per_call)
+    frontier = []
+    for lam in LAMBDAS:
+        policy = LaunchPolicy(lam, settings.k, registry_costs(registry))
+        totals = Totals()
+        for step in simulation_steps(rows, traces, registry, settings, speculator, policy=policy):
+            totals.add(step)
+        summary_ = totals.summary(settings.cost_per_call)
+        frontier.append(
+            {
+                "lambda": lam,
+                "time_saved_seconds": summary_["time_saved_seconds"],
+                "time_saved_share": summary_["time_saved_share"],
+                "speedup": summary_["speedup"],
+                "wasted_per_step": summary_["wasted_calls"] / max(len(rows), 1),
+                "launched_per_step": summary_["launched_calls"] / max(len(rows), 1),
+                "hits_used": summary_["hits_used"],
+            }
+        )
     return {
         "steps": len(rows),
         "invalid_predictions": sum(int(r.get("invalid", 0)) for r in rows),
@@ -266,6 +310,7 @@ def summarise_predictor(
         "simulation": sim1,
         "simulation_at_k": at_k.summary(settings.cost_per_call),
         "sweep": sweep(top1_steps),
+        "frontier": frontier,
     }
 
 

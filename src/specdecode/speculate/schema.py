@@ -94,14 +94,31 @@ def _cast_scalar(value: Any, kind: str) -> Any:
     return INVALID
 
 
+def _has_type(value: Any, kind: str) -> bool:
+    """Whether ``value`` already is of JSON Schema type ``kind`` (no cast)."""
+    checks = {
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "null": lambda v: v is None,
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+    }
+    return checks.get(kind, lambda v: True)(value)
+
+
 def cast_value(value: Any, schema: dict[str, Any]) -> Any:
     """``value`` cast to ``schema`` (``INVALID`` when it cannot be, exactly)."""
     if not isinstance(schema, dict):
         return value
     if isinstance(schema.get("enum"), list):
         value = _enum_value(value, schema["enum"])
-        if value is INVALID:
+        # the enum's own member, if its type is allowed (never re-cast out of the enum)
+        kinds = _types(schema)
+        if value is INVALID or (kinds and not any(_has_type(value, k) for k in kinds)):
             return INVALID
+        return value
     if "const" in schema and value != schema["const"]:
         return INVALID
     kinds = _types(schema)
