@@ -316,7 +316,15 @@ class ReplayCommandSettings(Settings):
     predictor: list[str] = Field(
         ["frequency", "pattern"],
         **_help(
-            "frequency | pattern | model (base, and lora with --lora-dir) | base | lora | hybrid; repeat."
+            "A predictor to replay; repeat. `specdecode speculate predictors` lists them (tables such as "
+            "pattern; model predictors such as lora, hybrid, verify; model = base, and lora with --lora-dir)."
+        ),
+    )
+    val_traces: Path | None = Field(
+        None,
+        **_help(
+            "Validation traces: predictors that calibrate (verify) fit their probabilities here, "
+            "never on --traces."
         ),
     )
     registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
@@ -357,6 +365,13 @@ class ReplayCommandSettings(Settings):
         8, ge=0, **_help("Steps timed at batch 1 per model predictor (cached prefix and not).")
     )
     cost_per_call: float = Field(1.0, ge=0, **_help("Cost of one wasted call."))
+    tool_cost: list[str] | None = Field(
+        None,
+        **_help(
+            "Cost of a wasted call of one tool for the launch policy, NAME=C; repeat. "
+            "[default: the registry's cost fields, else 1]"
+        ),
+    )
     batch_size: int = Field(16, ge=1, **_help("Prompts per generate call."))
     max_new_tokens: int = Field(96, ge=1, **_help("Tokens per next-call answer."))
     tool_style: ToolStyle = Field("compact", **_help("Tool listing in prompts."))

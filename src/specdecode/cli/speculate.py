@@ -62,6 +62,45 @@ def plan_lines(plan: dict) -> list[str]:
     return lines
 
 
+@speculate_app.command("predictors")
+def predictors_cmd() -> None:
+    """List every predictor replay knows: tables (fitted by `speculate fit`) and model predictors."""
+    from specdecode.speculate.predictors import registry
+
+    for name in registry.names():
+        spec = registry.spec_of(name)
+        needs = "fitted tables" if spec.kind == "table" else "--base-model"
+        if spec.needs_adapter:
+            needs += " --lora-dir"
+        if spec.uses_tables:
+            needs += " --fitted"
+        console.print(
+            f"{name:15s} {spec.kind:6s} {spec.help} [needs {needs}]",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def parse_costs(specs: list[str] | None) -> dict[str, float]:
+    """``NAME=C`` flags as tool → cost of a wasted call (one-line error otherwise)."""
+    import math
+
+    from specdecode.errors import InputError
+
+    out = {}
+    for spec in specs or []:
+        name, eq, value = spec.partition("=")
+        try:
+            cost = float(value)
+        except ValueError:
+            cost = math.nan
+        if not eq or not name.strip() or not math.isfinite(cost) or cost < 0:
+            raise InputError(f"--tool-cost: expected NAME=C with C a number >= 0, got {spec!r}")
+        out[name.strip()] = cost
+    return out
+
+
 def _pct(summary: dict, key: str) -> str:
     r = summary["rates"][key]
     if r["mean"] is None:
@@ -76,6 +115,7 @@ def replay_cmd(settings: ReplayCommandSettings) -> None:
     from specdecode.models import adapter_form
     from specdecode.prompts import PromptOptions
     from specdecode.registry import load_registry
+    from specdecode.speculate.predictors import registry
     from specdecode.speculate.replay import ReplaySettings
     from specdecode.speculate.run import (
         build_predictors,
@@ -98,9 +138,10 @@ def replay_cmd(settings: ReplayCommandSettings) -> None:
     )
     names = expand_names(s.predictor, s.lora_dir is not None)
     engine = None
-    if any(n in ("base", "lora", "hybrid") for n in names):
+    model_names = [n for n in names if registry.spec_of(n).kind == "model"]
+    if model_names:
         if not s.base_model:
-            raise InputError("model predictors (model, base, lora, hybrid) need --base-model")
+            raise InputError(f"model predictors ({', '.join(model_names)}) need --base-model")
         from specdecode.evaluate.backends import make_backend
 
         engine = make_backend(s.backend, s.base_model, s.lora_dir, base_url=s.base_url, dtype=s.dtype)
@@ -124,8 +165,9 @@ def replay_cmd(settings: ReplayCommandSettings) -> None:
         speculator_latency=given,
         latency_samples=s.latency_samples,
         cost_per_call=s.cost_per_call,
+        costs=parse_costs(s.tool_cost),
     )
-    summary = run_replay(s.traces, reg, predictors, s.out, replay_settings, s.limit)
+    summary = run_replay(s.traces, reg, predictors, s.out, replay_settings, s.limit, s.val_traces)
     k, matcher, out = s.k, s.matcher, s.out
     table = Table(title=f"{summary['steps']} steps of {summary['traces']} traces, k={k}, matcher {matcher}")
     for column in ("predictor", "hit@1 %", f"hit@{k} %", "name hit@1 %", "speed-up", "bound", "wasted"):

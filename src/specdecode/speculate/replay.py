@@ -47,6 +47,7 @@ class ReplaySettings:
     latency_samples: int = 8  # batch-1 measurements per model predictor (0: none)
     cost_per_call: float = 1.0
     chunk: int = 32
+    costs: dict[str, float] = field(default_factory=dict)  # tool → cost of a wasted call (policy)
 
 
 def _fingerprint(obj: Any) -> str:
@@ -184,7 +185,7 @@ def simulation_steps(
     launched are the launch ``policy``'s choice among the candidates (default: the first
     ``launch`` read-only ones, whatever their probability)."""
     matcher = make_matcher(settings.matcher, settings.threshold)
-    policy = policy or LaunchPolicy(0.0, launch, registry_costs(registry))
+    policy = policy or LaunchPolicy(0.0, launch, {**registry_costs(registry), **settings.costs})
     mean_spec = (
         speculator.mean
         if speculator is not None
@@ -222,6 +223,17 @@ def simulation_steps(
                 )
         steps.append(Step(actor, tool, spec, hit, len(launched), wasted))
     return steps
+
+
+def _reliability(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """How well the top candidate's probability predicted a hit on these steps (None: the
+    predictor gives no probabilities)."""
+    from specdecode.speculate.calibration import reliability
+
+    pairs = [(float(r["pred_probs"][0]), bool(r["hit_at_1"])) for r in rows if r.get("pred_probs")]
+    if not pairs:
+        return None
+    return reliability([p for p, _ in pairs], [y for _, y in pairs])
 
 
 def summarise_predictor(
@@ -264,7 +276,7 @@ def summarise_predictor(
     sim1 = top1.summary(settings.cost_per_call)
     frontier = []
     for lam in LAMBDAS:
-        policy = LaunchPolicy(lam, settings.k, registry_costs(registry))
+        policy = LaunchPolicy(lam, settings.k, {**registry_costs(registry), **settings.costs})
         totals = Totals()
         for step in simulation_steps(rows, traces, registry, settings, speculator, policy=policy):
             totals.add(step)
@@ -311,7 +323,43 @@ def summarise_predictor(
         "simulation_at_k": at_k.summary(settings.cost_per_call),
         "sweep": sweep(top1_steps),
         "frontier": frontier,
+        "reliability": _reliability(rows),
     }
+
+
+def calibrate(
+    predictors: dict[str, Predictor],
+    traces: Sequence[TraceRecord],
+    registry: Registry,
+    settings: ReplaySettings,
+    path: Path,
+) -> dict[str, Any]:
+    """Fit every calibrating predictor on ``traces`` (validation steps), reusing a stored fit of
+    the same predictor settings and traces; returns name → calibration report."""
+    from specdecode.speculate.calibration import Calibration
+
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    reports: dict[str, Any] = {}
+    if not traces:
+        return reports
+    matcher = make_matcher(settings.matcher, settings.threshold)
+    contexts = [c for t in traces for c in contexts_of(t, registry)]
+    gold = [t.trace[c.step].action for t in traces for c in contexts_of(t, registry)]
+    for name, predictor in predictors.items():
+        if not hasattr(predictor, "calibrate"):
+            continue
+        key = _fingerprint({"predictor": predictor.describe(), "traces": traces_fingerprint(traces)})
+        report = stored.get(name, {}) if stored.get(name, {}).get("key") == key else None
+        if report is None:
+            console.print(f"replay {name}: calibrating on {len(contexts)} validation steps")
+            report = {"key": key, **predictor.calibrate(contexts, gold, matcher)}  # type: ignore[attr-defined]
+            stored[name] = report
+            write_json(path, stored)
+        else:
+            fields = Calibration.__dataclass_fields__
+            predictor.calibration = Calibration(**{k: report[k] for k in fields if k in report})  # type: ignore[attr-defined]
+        reports[name] = {k: v for k, v in report.items() if k != "key"}
+    return reports
 
 
 def replay(
@@ -320,9 +368,14 @@ def replay(
     predictors: dict[str, Predictor],
     out_dir: str | Path,
     settings: ReplaySettings | None = None,
+    calibration_traces: Sequence[TraceRecord] | None = None,
 ) -> dict[str, Any]:
     """Replay every predictor on every step of ``traces``; write ``steps.jsonl``,
-    ``latency.json`` and ``summary.json`` under ``out_dir``; return the summary."""
+    ``latency.json`` and ``summary.json`` under ``out_dir``; return the summary.
+
+    Predictors that calibrate their probabilities (``verify``) are fitted first on
+    ``calibration_traces`` (the validation split: never ``traces``), once per predictor setting
+    (kept in ``calibration.json``)."""
     settings = settings or ReplaySettings()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -338,6 +391,9 @@ def replay(
         "matcher": settings.matcher,
         "threshold": settings.threshold,
     }
+    calibrations = calibrate(
+        predictors, calibration_traces or [], registry, settings, out / "calibration.json"
+    )
     fingerprints = {
         name: _fingerprint({**base_fp, "predictor": p.describe()}) for name, p in predictors.items()
     }
@@ -410,6 +466,8 @@ def replay(
     }
     for name, rows_ in by_name.items():
         summary[name] = summarise_predictor(name, rows_, trace_map, registry, settings, latencies.get(name))
+        if name in calibrations:
+            summary[name]["calibration"] = calibrations[name]
         if name in latencies:
             summary[name]["next_call_latency"] = {
                 "cached_prefix": latencies[name]["cached_prefix_stats"],

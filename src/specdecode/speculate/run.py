@@ -165,14 +165,21 @@ def run_replay(
     out: str | Path,
     settings: ReplaySettings,
     limit: int | None = None,
+    val_traces: str | Path | Sequence[TraceRecord] | None = None,
 ) -> dict[str, Any]:
+    """Replay ``traces`` (the first ``limit``); calibrating predictors fit on ``val_traces``."""
     check_out_dir(out)
     records = read_records(traces, TraceRecord) if isinstance(traces, (str, Path)) else list(traces)
     if limit:
         records = records[:limit]
     if not records:
         raise InputError("no traces to replay")
-    return replay(records, registry, predictors, out, settings)
+    val: list[TraceRecord] = []
+    if val_traces is not None:
+        val = (
+            read_records(val_traces, TraceRecord) if isinstance(val_traces, (str, Path)) else list(val_traces)
+        )
+    return replay(records, registry, predictors, out, settings, val)
 
 
 __all__ = [

@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from specdecode.prompts import PromptOptions, call_text, render_prompt
 from specdecode.records import ToolCall
+from specdecode.speculate.calibration import Calibration, fit_platt, reliability, sigmoid
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext
 from specdecode.speculate.predictors.model import ModelPredictor, set_prefix_reuse, step_prompt
 from specdecode.speculate.predictors.registry import BuildContext, PredictorSpec, register
@@ -186,81 +186,6 @@ class DraftScorer:
         self._cache, self._ids = None, []
 
 
-# --------------------------------------------------------------------------- calibration
-@dataclass(frozen=True)
-class Calibration:
-    """``p = sigmoid(a · log q + b)``, ``q`` a candidate's softmax share over the drafts' scores
-    (``normalise``: mean token log-probability instead of the sum). Fitted on validation steps."""
-
-    a: float = 1.0
-    b: float = 0.0
-    normalise: bool = False
-    steps: int = 0  # validation steps it was fitted on
-    ece: float | None = None  # expected calibration error on those steps
-
-    def shares(self, scores: Sequence[tuple[float, int]]) -> list[float]:
-        values = [s / max(n, 1) if self.normalise else s for s, n in scores]
-        top = max(values)
-        weights = [math.exp(v - top) for v in values]
-        total = sum(weights)
-        return [w / total for w in weights]
-
-    def probabilities(self, scores: Sequence[tuple[float, int]]) -> list[float]:
-        return [_sigmoid(self.a * math.log(max(q, 1e-12)) + self.b) for q in self.shares(scores)]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
-
-
-def fit_platt(
-    features: Sequence[float], labels: Sequence[bool], iterations: int = 500
-) -> tuple[float, float]:
-    """Logistic regression of ``labels`` on one feature (Newton's method, a small ridge)."""
-    a, b = 1.0, 0.0
-    for _ in range(iterations):
-        ga = gb = haa = hab = hbb = 0.0
-        for x, y in zip(features, labels):
-            p = _sigmoid(a * x + b)
-            w = p * (1 - p)
-            ga += (p - y) * x
-            gb += p - y
-            haa += w * x * x
-            hab += w * x
-            hbb += w
-        haa, hbb = haa + 1e-3, hbb + 1e-3
-        det = haa * hbb - hab * hab
-        if det <= 0:
-            break
-        da = (hbb * ga - hab * gb) / det
-        db = (haa * gb - hab * ga) / det
-        a, b = a - da, b - db
-        if abs(da) + abs(db) < 1e-9:
-            break
-    return a, b
-
-
-def reliability(probs: Sequence[float], labels: Sequence[bool], bins: int = 10) -> dict[str, Any]:
-    """Reliability diagram (per probability bin: mean predicted, observed rate, count) and the
-    expected calibration error."""
-    rows = []
-    total = len(probs)
-    ece = 0.0
-    for i in range(bins):
-        lo, hi = i / bins, (i + 1) / bins
-        inside = [(p, y) for p, y in zip(probs, labels) if lo <= p < hi or (i == bins - 1 and p == 1.0)]
-        if not inside:
-            continue
-        mean = sum(p for p, _ in inside) / len(inside)
-        rate = sum(y for _, y in inside) / len(inside)
-        ece += len(inside) / total * abs(mean - rate)
-        rows.append({"bin": [lo, hi], "predicted": mean, "observed": rate, "n": len(inside)})
-    return {"bins": rows, "ece": ece if total else None, "n": total}
-
-
 # --------------------------------------------------------------------------- the predictor
 class VerifyPredictor(Predictor):
     """Drafts from the pattern table, scored by the model (see the module docstring)."""
@@ -385,7 +310,7 @@ class VerifyPredictor(Predictor):
                     labels.append(bool(matcher(call, g)))
         a, b = fit_platt(features, labels) if features and any(labels) and not all(labels) else (1.0, 0.0)
         fitted = Calibration(a, b, normalise, len(rows))
-        probs = [_sigmoid(a * x + b) for x in features]
+        probs = [sigmoid(a * x + b) for x in features]
         diagram = reliability(probs, labels)
         self.calibration = Calibration(a, b, normalise, len(rows), diagram["ece"])
         self.scorer.reset()
