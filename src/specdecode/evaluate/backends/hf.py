@@ -72,6 +72,7 @@ class _Row:
     matcher: Any = None  # xgrammar GrammarMatcher for a request with a response schema
     first_at: float | None = None
     done_at: float | None = None
+    logprob: float = 0.0  # of the tokens chosen, under the distribution they were chosen from
 
     @property
     def new(self) -> list[int]:
@@ -196,6 +197,7 @@ class HFBackend:
             prompt_tokens=row.prompt_len,
             completion_tokens=len(row.new),
             batch_size=batch,
+            logprob=row.logprob,
         )
 
     @contextmanager
@@ -358,9 +360,14 @@ class HFBackend:
         if any(row.matcher is not None for row in rows):
             logits = self._grammar().mask(logits, [row.matcher for row in rows])
         if config.temperature > 0:
-            probs = torch.softmax(logits / config.temperature, dim=-1)
-            return torch.multinomial(probs, 1, generator=sampler)[:, 0].tolist()
-        return logits.argmax(dim=-1).tolist()
+            logits = logits / config.temperature
+            chosen = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=sampler)[:, 0]
+        else:
+            chosen = logits.argmax(dim=-1)
+        logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0].tolist()
+        for row, lp in zip(rows, logprobs):
+            row.logprob += lp
+        return chosen.tolist()
 
     def _accept(self, row: _Row, token: int, config: GenerationConfig, now: float) -> bool:
         """Append ``token`` to ``row``; True when the row is finished."""

@@ -38,6 +38,7 @@ class Generation:
     tool_calls: list[dict[str, Any]] | None = None
     first_token_latency: float | None = None
     batch_size: int = 1
+    logprob: float | None = None  # log-probability of the generated tokens, where the backend knows it
 
 
 @dataclass

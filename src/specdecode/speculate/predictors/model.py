@@ -10,6 +10,7 @@ to decode against the JSON schema of one call among the offered tools.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -48,6 +49,16 @@ def _config(batch_size: int, max_new_tokens: int, temperature: float, seed: int)
         stop_at_first_call=True,
         seed=seed,
     )
+
+
+def _prob(generation: Any) -> float | None:
+    """The model's own probability of what it generated (None: the backend does not say)."""
+    logprob = getattr(generation, "logprob", None)
+    return None if logprob is None else math.exp(min(0.0, float(logprob)))
+
+
+def _call_key(call: ToolCall) -> str:
+    return dedupe([call])[0].model_dump_json()
 
 
 def set_prefix_reuse(backend: Any, on: bool) -> bool:
@@ -138,6 +149,7 @@ class ModelPredictor(Predictor):
         greedy = self.generate(requests)
         elapsed = time.perf_counter() - started
         out = []
+        probs: list[dict[str, float]] = []  # per context: call key → the model's probability of it
         for context, gen in zip(contexts, greedy):
             call = self.parse(gen, context)
             out.append(
@@ -147,6 +159,8 @@ class ModelPredictor(Predictor):
                     {"text": gen.text, "batch_size": getattr(gen, "batch_size", len(contexts))},
                 )
             )
+            p = _prob(gen)
+            probs.append({_call_key(call): p} if call is not None and p is not None else {})
         n = self.samples if self.samples is not None else 2 * (k - 1)
         if k > 1 and n > 0:
             sampled = self.generate([r for r in requests for _ in range(n)], temperature=self.temperature)
@@ -159,8 +173,14 @@ class ModelPredictor(Predictor):
                         key = dedupe([call])[0].model_dump_json()
                         counts[key] += 1
                         calls.setdefault(key, call)
+                        p = _prob(gen)
+                        if p is not None:
+                            probs[i].setdefault(_call_key(call), p)
                 ranked = [calls[key] for key, _ in counts.most_common()]
                 pred.calls = dedupe(pred.calls + ranked)[:k]
+        for pred, known in zip(out, probs):
+            if known and all(_call_key(c) in known for c in pred.calls):
+                pred.probs = [known[_call_key(c)] for c in pred.calls]
         return out
 
     def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
@@ -248,12 +268,24 @@ class HybridPredictor(Predictor):
     def _prediction(
         self, context: StepContext, tools: Sequence[str], generations: Sequence[Any], k: int
     ) -> Prediction:
-        calls = []
+        """The table's tools with the model's arguments; probability: the table's for the tool
+        times the model's own for its arguments."""
+        tool_probs = dict(self.table.tools.ranked(context)) if hasattr(self.table, "tools") else {}
+        kept: list[tuple[ToolCall, float | None]] = []
+        seen: set[str] = set()
         for tool, gen in zip(tools, generations):
             parsed = self.model.parse(gen, context)
-            calls.append(ToolCall(tool_name=tool, arguments=parsed.arguments if parsed is not None else {}))
+            call = ToolCall(tool_name=tool, arguments=parsed.arguments if parsed is not None else {})
+            p_args = _prob(gen)
+            if _call_key(call) not in seen:
+                seen.add(_call_key(call))
+                kept.append(
+                    (call, None if p_args is None or tool not in tool_probs else tool_probs[tool] * p_args)
+                )
+        kept = kept[:k]
         latency = max((float(getattr(g, "latency", 0.0)) for g in generations), default=0.0)
-        return Prediction(dedupe(calls)[:k], latency)
+        probs = [p for _, p in kept if p is not None]
+        return Prediction([c for c, _ in kept], latency, probs=probs if len(probs) == len(kept) else [])
 
     def _predict_batch(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         plans = [self.table.ranked_tools(c)[:k] for c in contexts]
@@ -263,14 +295,10 @@ class HybridPredictor(Predictor):
                 requests.append(request)
                 owners.append((i, tool))
         generations = self.model.generate(requests) if requests else []
-        calls: list[list[ToolCall]] = [[] for _ in contexts]
-        latency = [0.0] * len(contexts)
-        for (i, tool), gen in zip(owners, generations):
-            parsed = self.model.parse(gen, contexts[i])
-            args = parsed.arguments if parsed is not None else {}
-            calls[i].append(ToolCall(tool_name=tool, arguments=args))
-            latency[i] = max(latency[i], float(getattr(gen, "latency", 0.0)))
-        return [Prediction(dedupe(c)[:k], lat) for c, lat in zip(calls, latency)]
+        grouped: list[list[Any]] = [[] for _ in contexts]
+        for (i, _tool), gen in zip(owners, generations):
+            grouped[i].append(gen)
+        return [self._prediction(c, tools, gens, k) for c, tools, gens in zip(contexts, plans, grouped)]
 
     def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
         return self.predict_many([context], k)[0].calls
