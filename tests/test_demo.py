@@ -15,7 +15,17 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     for section in ("## Data", "## Training", "## Base vs. LoRA (next-call", "## Base vs. LoRA (trace"):
         assert section in summary, section
     assert "## Speculation" in summary and "## Live agent" in summary
-    for predictor in ("frequency", "pattern", "base", "lora", "hybrid"):
+    for predictor in (
+        "frequency",
+        "pattern",
+        "pattern-nocopy",
+        "bigram-memory",
+        "pattern-v1",
+        "base",
+        "lora",
+        "hybrid",
+        "verify",
+    ):
         assert f"| {predictor} |" in summary, predictor
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((out / "compare.summary.json").read_text())["mode"] == "next-call"

@@ -170,9 +170,10 @@ def speculation_stage_result(out: Path, registry: str) -> dict[str, Any]:
         out / "traces" / "test.jsonl",
         out / "adapter",
         registry,
+        val_traces=out / "traces" / "val.jsonl",
     )
     replay = json.loads((out / "speculate" / "replay" / "summary.json").read_text(encoding="utf-8"))
-    names = [n for n in ("frequency", "pattern", "base", "lora", "hybrid") if n in replay]
+    names = list(replay["predictors"])
     hit = {n: replay[n]["rates"]["hit_at_1"]["mean"] or 0.0 for n in names}
     best = max(names, key=lambda n: hit[n])
     headline = ", ".join(f"{n} {hit[n]:.2f}" for n in names)
@@ -335,7 +336,14 @@ def run_demo(
     results["speculate"] = stage(
         out,
         "speculate",
-        {"train": traces["train"], "test": traces["test"], "adapter": adapter, "registry": registry},
+        {
+            "train": traces["train"],
+            "val": traces["val"],
+            "test": traces["test"],
+            "adapter": adapter,
+            "registry": registry,
+            "predictors": 3,  # the set of predictors replayed (verify, the ablations)
+        },
         lambda: speculation_stage_result(out, registry),
     )
     results["agent"] = stage(

@@ -714,6 +714,32 @@ class Builder:
                 "guesses.",
             ),
         )
+        section.add(
+            self.figure(
+                F.launch_frontier(s, predictors),
+                f"launch_frontier{suffix}",
+                "The launch policy swept over λ: a candidate is launched when P(c) × expected hidden seconds "
+                "≥ λ × the cost of a wasted call (up to k per step). Up and to the left is better: more time "
+                "saved for fewer wasted calls. A predictor without probabilities launches only at λ = 0.",
+            )
+        )
+        diagrams = {}
+        for name in predictors:
+            entry = s.get(name) or {}
+            if isinstance(entry.get("reliability"), Mapping):
+                diagrams[f"{name} (test)"] = entry["reliability"]
+            calibration = entry.get("calibration")
+            if isinstance(calibration, Mapping) and isinstance(calibration.get("reliability"), Mapping):
+                diagrams[f"{name} (validation, every draft)"] = calibration["reliability"]
+        section.add(
+            self.figure(
+                F.reliability_diagrams(diagrams),
+                f"reliability{suffix}",
+                "Each predictor's probability for its top candidate against how often it was the actor's "
+                "call (test steps), and verify's calibration fit on the validation split (every draft). "
+                "ECE: expected calibration error.",
+            )
+        )
         samples = {n: [r.get("latency") for r in replay.rows if r.get("predictor") == n] for n in predictors}
         for name, entry in replay.latency.items():
             if isinstance(entry, Mapping) and entry.get("cached_prefix"):

@@ -25,13 +25,10 @@ BASE = "#9ca3af"
 ADAPTER = "#2563eb"
 HIT = "#16a34a"
 MISS = "#dc2626"
-PALETTE = {
-    "frequency": "#9ca3af",
-    "pattern": "#f59e0b",
+PALETTE = {  # series of the base-vs-adapter comparison; predictors take their registered colour
     "base": "#64748b",
     "lora": "#2563eb",
     "adapter": "#2563eb",
-    "hybrid": "#9333ea",
     "model": "#0891b2",
 }
 EXTRA = ("#0891b2", "#db2777", "#65a30d", "#ea580c", "#4f46e5", "#0d9488")
@@ -83,7 +80,14 @@ def _styled(func):
 
 
 def color(name: str, index: int = 0) -> str:
-    return PALETTE.get(name, EXTRA[index % len(EXTRA)])
+    """A series' colour: the comparison's palette, else the predictor registry's, else a spare."""
+    if name in PALETTE:
+        return PALETTE[name]
+    from specdecode.speculate.predictors import registry
+
+    registry.names()  # the shipped predictors are registered
+    spec = registry.PREDICTORS.get(name)
+    return spec.colour if spec is not None else EXTRA[index % len(EXTRA)]
 
 
 def _new(height: float, ncols: int = 1, width: float = WIDTH, **kw: Any):
@@ -630,4 +634,77 @@ def latency_distribution(samples: Mapping[str, Sequence[float]], title: str) -> 
     ax.set_xlabel("seconds per next-call prediction (log scale)")
     ax.grid(axis="y", visible=False)
     ax.set_title(title)
+    return fig
+
+
+@_styled
+def launch_frontier(summary: Mapping[str, Any], predictors: Sequence[str]) -> Figure | None:
+    """Time saved against wasted calls per step as the launch policy's λ grows: each point launches
+    a candidate only when P(c) × hidden seconds ≥ λ × its cost (λ = 0: every read-only candidate)."""
+    fig, ax = _new(3.6)
+    drawn = False
+    for i, name in enumerate(predictors):
+        s = summary.get(name)
+        points = (
+            [p for p in ((s or {}).get("frontier") or []) if isinstance(p, Mapping)]
+            if isinstance(s, Mapping)
+            else []
+        )
+        if not points:
+            continue
+        drawn = True
+        xs = [p["wasted_per_step"] for p in points]
+        ys = [p["time_saved_share"] for p in points]
+        ax.plot(xs, ys, color=color(name, i), lw=1.8, marker="o", ms=3.5, label=name)
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("wasted speculative calls per step")
+    ax.set_ylabel("share of wall-clock time saved")
+    _percent_axis(ax, "y")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("Launch policy: time saved vs wasted calls (λ sweep)")
+    return fig
+
+
+@_styled
+def reliability_diagrams(diagrams: Mapping[str, Mapping[str, Any]]) -> Figure | None:
+    """Predicted probability against the observed hit rate, per probability bin (marker size: the
+    bin's share of steps); the diagonal is perfect calibration. ``diagrams``: label → reliability."""
+    series = {
+        k: v
+        for k, v in diagrams.items()
+        if isinstance(v, Mapping) and [b for b in v.get("bins") or [] if b.get("n")]
+    }
+    if not series:
+        return None
+    fig, ax = _new(3.6)
+    ax.plot([0, 1], [0, 1], color=MUTED, lw=1, ls="--", label="perfect")
+    for i, (label, diagram) in enumerate(series.items()):
+        bins = [b for b in diagram["bins"] if b.get("n")]
+        total = sum(b["n"] for b in bins) or 1
+        name = label.split(" ")[0]
+        ece = diagram.get("ece")
+        text = f"{label} (ECE {ece:.3f})" if _ok(ece) else label
+        ax.plot(
+            [b["predicted"] for b in bins],
+            [b["observed"] for b in bins],
+            color=color(name, i),
+            lw=1.5,
+            label=text,
+        )
+        ax.scatter(
+            [b["predicted"] for b in bins],
+            [b["observed"] for b in bins],
+            s=[20 + 200 * b["n"] / total for b in bins],
+            color=color(name, i),
+            alpha=0.8,
+            zorder=3,
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability of the top candidate")
+    ax.set_ylabel("observed hit rate")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("Calibration: predicted vs observed")
     return fig

@@ -37,9 +37,11 @@ def speculation_stage(
     latency_samples: int = 3,
     samples: int = 0,
     max_new_tokens: int = 48,
+    val_traces: str | Path | Sequence[TraceRecord] | None = None,
 ) -> list[str]:
-    """Fit + replay (frequency, pattern, base, lora, hybrid) under ``OUT/speculate/``; the
-    report's Markdown lines. Reruns resume from the rows already written.
+    """Fit + replay every registered predictor (the tables and their ablations, base, lora,
+    hybrid, verify) under ``OUT/speculate/``; the report's Markdown lines. ``verify`` calibrates
+    on ``val_traces``. Reruns resume from the rows already written.
 
     Sized for a 2-core CPU: model answers are constrained to one call (short, always parseable;
     when xgrammar is installed), the model predictors' top-k beyond the greedy answer comes from
@@ -49,6 +51,7 @@ def speculation_stage(
 
     from specdecode.evaluate.backends import make_backend
     from specdecode.models import adapter_form
+    from specdecode.speculate.predictors import registry as predictor_registry
     from specdecode.speculate.replay import ReplaySettings
     from specdecode.speculate.run import build_predictors, fit, latency_settings, run_replay
 
@@ -56,7 +59,9 @@ def speculation_stage(
     reg = load_registry(registry) if isinstance(registry, (str, Path)) else registry
     fit(train_traces, out / "fitted")
     backend = make_backend("hf", base_model, str(adapter_dir) if adapter_dir else None)
-    names = ["frequency", "pattern", "model", "hybrid"]
+    names = [n for n in predictor_registry.names() if predictor_registry.spec_of(n).in_demo]
+    if not adapter_dir:
+        names = [n for n in names if not predictor_registry.spec_of(n).needs_adapter]
     predictors = build_predictors(
         names,
         out / "fitted",
@@ -69,7 +74,7 @@ def speculation_stage(
     )
     latency, _ = latency_settings(ACTOR, list(TOOLS), None)
     settings = ReplaySettings(k=k, latency=latency, latency_samples=latency_samples)
-    summary = run_replay(test_traces, reg, predictors, out / "replay", settings)
+    summary = run_replay(test_traces, reg, predictors, out / "replay", settings, val_traces=val_traces)
     return replay_markdown(summary, f"actor `{ACTOR}` per step, tools `{TOOLS[0]}` (final answer free)")
 
 
@@ -102,7 +107,15 @@ def replay_markdown(
         )
     lines += ["", "Paired exact McNemar tests on hit@1 (name + arguments), same steps:", ""]
     lines += ["| comparison | wins / ties / losses | p |", "|---|---:|---:|"]
-    for a, b in (("lora", "pattern"), ("hybrid", "pattern"), ("lora", "base"), ("hybrid", "lora")):
+    for a, b in (
+        ("verify", "pattern"),
+        ("verify", "lora"),
+        ("lora", "pattern"),
+        ("hybrid", "pattern"),
+        ("lora", "base"),
+        ("pattern", "pattern-v1"),
+        ("pattern", "bigram-memory"),
+    ):
         key = f"{a} vs {b}" if f"{a} vs {b}" in summary["paired"] else f"{b} vs {a}"
         t = summary["paired"].get(key, {}).get("hit_at_1")
         if t is None:

@@ -347,7 +347,7 @@ register(
     PredictorSpec(
         "base",
         "the speculator's base model, generating the next call",
-        "#ff7f0e",
+        "#64748b",
         "model",
         build=lambda c: _model(c, False, "base"),
     )
@@ -356,7 +356,7 @@ register(
     PredictorSpec(
         "lora",
         "the LoRA speculator (base model + adapter), generating the next call",
-        "#2ca02c",
+        "#2563eb",
         "model",
         build=lambda c: _model(c, True, "lora"),
         needs_adapter=True,
@@ -366,7 +366,7 @@ register(
     PredictorSpec(
         "hybrid",
         "the pattern table's tools, the model's arguments (the adapter's when there is one)",
-        "#9467bd",
+        "#9333ea",
         "model",
         build=_hybrid,
         uses_tables=("pattern",),

@@ -335,7 +335,7 @@ register(
     PredictorSpec(
         "frequency",
         "the most common first / next tool with its most frequent arguments",
-        "#7f7f7f",
+        "#9ca3af",
         "table",
         fit=FrequencyPredictor.fit,
         load=FrequencyPredictor.from_json,
@@ -346,7 +346,7 @@ register(
         "pattern",
         "previous tools → next tool; arguments from cross-validated sources (memory, constants, "
         "spans, shapes, fields of structured results)",
-        "#1f77b4",
+        "#f59e0b",
         "table",
         fit=PatternPredictor.fit,
         load=PatternPredictor.from_json,
@@ -356,7 +356,7 @@ register(
     PredictorSpec(
         "pattern-nocopy",
         "ablation: pattern without the copying sources (memory and constants only)",
-        "#aec7e8",
+        "#fcd34d",
         "table",
         fit=lambda traces: PatternPredictor.fit(traces, copy=False),
         load=PatternPredictor.from_json,
@@ -366,7 +366,7 @@ register(
     PredictorSpec(
         "bigram-memory",
         "ablation: previous tool → next tool with its most frequent whole argument set",
-        "#9edae5",
+        "#6b7280",
         "table",
         fit=BigramMemoryPredictor.fit,
         load=BigramMemoryPredictor.from_json,

@@ -359,7 +359,7 @@ register(
     PredictorSpec(
         "pattern-v1",
         "ablation: the pattern table with the v1 copy rules (no schema casting, no held-out choice)",
-        "#c5b0d5",
+        "#b45309",
         "table",
         fit=LegacyPatternPredictor.fit,
         load=LegacyPatternPredictor.from_json,

@@ -266,14 +266,20 @@ class VerifyPredictor(Predictor):
         return self.predict_many([context], k)[0].calls
 
     def measure_latency(self, contexts: Sequence[StepContext], cached_prefix: bool = True) -> list[float]:
-        """Batch-1 latency per step in trace order, with the prefix cache kept (or dropped)."""
+        """Batch-1 latency per step in trace order, the KV cache kept from step to step (or
+        dropped before every step: ``cached_prefix=False``)."""
         latencies = []
-        for context in contexts:
-            if not cached_prefix:
-                self.scorer.reset()
-            started = time.perf_counter()
-            self.scored(context)
-            latencies.append(time.perf_counter() - started)
+        had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, cached_prefix)
+        try:
+            for context in contexts:
+                if not cached_prefix:
+                    self.scorer.reset()
+                started = time.perf_counter()
+                self.scored(context)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.generator.backend, False)  # type: ignore[union-attr]
         return latencies
 
     def calibrate(
@@ -359,7 +365,7 @@ register(
         "verify",
         "the pattern table's drafts scored by the model in one pass over the cached prefix, "
         "calibrated probabilities; a constrained call generated only when no draft is likely",
-        "#d62728",
+        "#dc2626",
         "model",
         build=_verify,
         uses_tables=("pattern",),
