@@ -11,6 +11,7 @@ Stages (a rerun reuses every finished stage whose inputs and settings are unchan
             (conversation form: every call of a trace trained in one pass; each conversation carries
             its own set's tools), micro-batches by token budget;
 4. replay — every predictor on each set's test split (hit@1/hit@k, intervals, McNemar, simulation);
+            ``verify`` calibrates its probabilities on the set's validation split;
 5. table  — hit@1 by name and by name + arguments with 95 % intervals, McNemar against ``pattern``,
             simulated speed-up and wasted calls per step, per set and pooled over both sets;
             printed, and written to OUT/results.md and OUT/results.json.
@@ -44,7 +45,7 @@ SETS = ("tau-retail", "tau-airline")
 MODEL = "smollm2-135m"
 ACTOR, TOOLS = "fixed:2.0", ("lognormal:0,0.6",)
 TABLES = ("frequency", "pattern", "pattern-nocopy", "bigram-memory", "pattern-v1")
-MODELS = ("base", "lora", "hybrid")
+MODELS = ("base", "lora", "hybrid", "verify")
 
 
 def data_stage(out: Path, name: str, seed: int, limit: int | None) -> dict[str, Any]:
@@ -135,7 +136,14 @@ def replay_stage(out: Path, name: str, predictors: list[str], args: argparse.Nam
     )
     latency, _ = latency_settings(ACTOR, list(TOOLS), None)
     settings = ReplaySettings(k=3, latency=latency, latency_samples=args.latency_samples)
-    summary = run_replay(folder / "test.jsonl", registry, built, out / name / "replay", settings)
+    summary = run_replay(
+        folder / "test.jsonl",
+        registry,
+        built,
+        out / name / "replay",
+        settings,
+        val_traces=folder / "val.jsonl",
+    )
     return {"summary": str(out / name / "replay" / "summary.json"), "steps": summary["steps"]}
 
 

@@ -12,6 +12,17 @@ Each recipe runs in its own subprocess so that peak memory (max RSS) is its own.
 Throughput counts real (non-pad) tokens per second of `trainer.train()`.
 
     .venv/bin/python benchmarks/train_throughput.py [--model smollm2-135m] [--examples 96]
+
+`--set real`: real-length conversations (the τ-bench conversation-form training data written by
+`benchmarks/real_data.py`, or any chat JSONL given with `--chat`), updates of 4 conversations:
+
+batch 4 padded   — today's default before token budgets: a batch of 4 conversations padded to
+                   the longest, no gradient checkpointing (what `--max-tokens-per-batch 0` did,
+                   without the memory plan);
+token budget     — `specdecode train` as it is now: the same updates cut into micro-batches within
+                   the automatic budget, gradient checkpointing on just enough layers.
+
+    .venv/bin/python benchmarks/train_throughput.py --set real [--min-tokens 1500] [--max-tokens 4096]
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def _examples(n_traces: int) -> list:
@@ -163,6 +175,145 @@ RECIPES = {
 }
 
 
+def _real_rows(chat: str, model_path: str, lo: int, hi: int, n: int) -> tuple[list, list]:
+    """Conversation-form training rows of ``lo``..``hi`` tokens (the first ``n``) and the chat
+    records they came from."""
+    from specdecode.jsonl import read_records
+    from specdecode.models import load_tokenizer
+    from specdecode.records import ChatRecord
+    from specdecode.train.data import DataReport, build_examples
+
+    tok = load_tokenizer(model_path)
+    records, rows = [], []
+    for record in read_records(chat, ChatRecord):
+        built = build_examples(tok, [record], 4096, DataReport("bench"))
+        if len(built) == 1 and lo <= len(built[0]["input_ids"]) <= hi:
+            records.append(record)
+            rows.append(built[0])
+        if len(rows) >= n:
+            break
+    return records, rows
+
+
+def run_real(recipe: str, model_path: str, chat: str, lo: int, hi: int, n: int, out: str) -> dict:
+    """One real-length recipe (see the module docstring), updates of 4 conversations."""
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model
+
+    from specdecode.jsonl import write_jsonl
+    from specdecode.models import load_model, load_tokenizer
+    from specdecode.train.config import TrainConfig
+    from specdecode.train.loss import speculator_trainer
+    from specdecode.train.sft import _training_args, setup
+
+    records, rows = _real_rows(chat, model_path, lo, hi, n)
+    steps = len(rows) // 4
+    config = TrainConfig(
+        train_file=str(Path(out) / "train.jsonl"),
+        val_file=str(Path(out) / "val.jsonl"),
+        output_dir=str(Path(out) / "run"),
+        model_name=model_path,
+        form="conversation",
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        max_length=4096,
+        eval_steps=10**6,
+        save_steps=10**6,
+        logging_steps=steps,
+        seed=0,
+        max_tokens_per_batch=None if recipe == "token budget" else 0,
+    )
+    write_jsonl(config.train_file, records)
+    write_jsonl(config.val_file, records[:1])
+    if recipe == "token budget":
+        trainer = setup(config).trainer
+    else:  # today's default before the memory plan: padded batches of 4, nothing checkpointed
+        tok = load_tokenizer(model_path)
+        trainer = speculator_trainer()(
+            model=get_peft_model(load_model(model_path), _lora()),
+            args=_training_args(config),
+            processing_class=tok,
+            train_dataset=Dataset.from_list(rows),
+        )
+    trainer.args.eval_strategy, trainer.args.save_strategy = "no", "no"
+    trainer.args.load_best_model_at_end, trainer.args.disable_tqdm = False, True
+    result = _timed(trainer, rows, steps, 4)
+    result["conversations"], result["steps"] = len(rows), steps
+    result["longest"] = max(len(r["input_ids"]) for r in rows)
+    result["plan"] = getattr(trainer, "token_budget", None)
+    result["checkpointed_layer_share"] = (
+        round(trainer.checkpointed_passes / trainer.layer_passes, 3)
+        if getattr(trainer, "layer_passes", 0)
+        else 0.0
+    )
+    del torch
+    return result
+
+
+def main_real(opts: argparse.Namespace) -> None:
+    from specdecode.models import mixed_precision, resolve_model
+
+    model_path = resolve_model(opts.model)
+    if opts.recipe:
+        with tempfile.TemporaryDirectory() as out:
+            result = run_real(
+                opts.recipe, model_path, opts.chat, opts.min_tokens, opts.max_tokens, opts.examples, out
+            )
+            print(json.dumps(result))
+        return
+    results = {}
+    for recipe in ("batch 4 padded", "token budget"):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--set",
+            "real",
+            "--recipe",
+            recipe,
+            "--model",
+            opts.model,
+            "--chat",
+            opts.chat,
+            "--examples",
+            str(opts.examples),
+            "--min-tokens",
+            str(opts.min_tokens),
+            "--max-tokens",
+            str(opts.max_tokens),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            results[recipe] = {
+                "error": f"exit {proc.returncode}"
+                + (" (killed: out of memory?)" if proc.returncode < 0 else "")
+            }
+            continue
+        results[recipe] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"model {opts.model}; conversations of {opts.min_tokens}-{opts.max_tokens} tokens from {opts.chat}; "
+        f"updates of 4; auto precision = {mixed_precision('auto')}; "
+        f"{platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(
+        "| recipe | conversations | longest | tokens | seconds | tokens/s | vs padded | peak RSS (MiB) "
+        "| checkpointed |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = results.get("batch 4 padded", {}).get("tokens_per_s")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"| {name} | – | – | – | – | – | – | {r['error']} | – |")
+            continue
+        ratio = f"{r['tokens_per_s'] / base:.2f}×" if base else "–"
+        print(
+            f"| {name} | {r['conversations']} | {r['longest']} | {r['tokens']} | {r['seconds']:.1f} | "
+            f"{r['tokens_per_s']:.0f} | {ratio} | {r['peak_rss_mib']:.0f} | "
+            f"{r['checkpointed_layer_share']:.0%} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -170,8 +321,18 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--examples", type=int, default=96, help="Training examples each recipe sees.")
     parser.add_argument("--n-traces", type=int, default=40)
-    parser.add_argument("--recipe", choices=list(RECIPES), help=argparse.SUPPRESS)
+    parser.add_argument("--recipe", help=argparse.SUPPRESS)
+    parser.add_argument("--set", choices=["synthetic", "real"], default="synthetic")
+    parser.add_argument(
+        "--chat", default="runs/real/chat/train.conversation.jsonl", help="--set real: chat JSONL"
+    )
+    parser.add_argument("--min-tokens", type=int, default=1500)
+    parser.add_argument("--max-tokens", type=int, default=4096)
     opts = parser.parse_args()
+    if opts.set == "real":
+        opts.examples = opts.examples if opts.examples != 96 else 16
+        main_real(opts)
+        return
     from specdecode.models import mixed_precision, resolve_model
 
     model_path = resolve_model(opts.model)
