@@ -110,7 +110,7 @@ def run_specdecode(
     from peft import get_peft_model
 
     from specdecode.models import load_model, load_tokenizer
-    from specdecode.train.config import TrainConfig
+    from specdecode.settings import TrainConfig
     from specdecode.train.data import DataReport, build_examples
     from specdecode.train.loss import speculator_trainer as _speculator_trainer
     from specdecode.train.sft import _training_args
@@ -203,7 +203,7 @@ def run_real(recipe: str, model_path: str, chat: str, lo: int, hi: int, n: int, 
 
     from specdecode.jsonl import write_jsonl
     from specdecode.models import load_model, load_tokenizer
-    from specdecode.train.config import TrainConfig
+    from specdecode.settings import TrainConfig
     from specdecode.train.loss import speculator_trainer
     from specdecode.train.sft import _training_args, setup
 

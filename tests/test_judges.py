@@ -148,11 +148,8 @@ def test_judge_failures_become_error_verdicts(judge_env: Path) -> None:
     assert server.calls == 3  # the budget holds across both orders
 
 
-def test_make_judge_names_settings_and_old_import(judge_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from specdecode.evaluate.judge import DeterministicJudge as Old
-    from specdecode.evaluate.judge import make_judge as old_make
-
-    assert Old is DeterministicJudge and isinstance(old_make("deterministic"), DeterministicJudge)
+def test_make_judge_names_and_settings(judge_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(make_judge("deterministic"), DeterministicJudge)
     assert JUDGES == ("deterministic", "gemini", "openai", "pairwise-gemini", "pairwise-openai")
     with pytest.raises(InputError, match="unknown judge 'claude'"):
         make_judge("claude")

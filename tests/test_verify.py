@@ -13,8 +13,8 @@ from specdecode.data import synthesize
 from specdecode.evaluate.metrics import same_call
 from specdecode.records import ToolCall
 from specdecode.registry import load_registry
-from specdecode.speculate.predictors import DraftScorer, PatternPredictor, VerifyPredictor, contexts_of
 from specdecode.speculate.calibration import Calibration, fit_platt, reliability
+from specdecode.speculate.predictors import DraftScorer, PatternPredictor, VerifyPredictor, contexts_of
 
 REG = load_registry("tools4")
 

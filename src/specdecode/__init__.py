@@ -13,7 +13,8 @@ from specdecode.records import (
     TraceStep,
 )
 from specdecode.registry import Registry, load_registry
-from specdecode.speculate.executor import SpeculativeExecutor as SpeculativeExecutor
+from specdecode.speculate.executor import SpeculativeExecutor
+from specdecode.speculate.policy import LaunchPolicy
 
 __version__ = "0.1.0"
 __all__ = [
@@ -21,8 +22,10 @@ __all__ = [
     "ChatRecord",
     "ChatToolCall",
     "InputError",
+    "LaunchPolicy",
     "QuestionRecord",
     "Registry",
+    "SpeculativeExecutor",
     "ToolCall",
     "ToolSpec",
     "TraceRecord",

@@ -1,6 +1,7 @@
-"""One function per figure (matplotlib, Agg). Each takes plain numbers already computed by
-``evaluate.metrics`` or ``speculate`` and returns a ``Figure`` — or ``None`` when it has nothing
-to draw; ``save`` writes it as PNG and SVG and keeps the PNG for embedding."""
+"""One function per figure (matplotlib's object API: no pyplot state, no backend switched at
+import). Each takes plain numbers already computed by ``evaluate.metrics`` or ``speculate`` and
+returns a ``Figure`` — or ``None`` when it has nothing to draw; ``save`` writes it as PNG and SVG
+and keeps the PNG for embedding."""
 
 from __future__ import annotations
 
@@ -12,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 INK = "#1f2937"
@@ -73,7 +72,7 @@ def _styled(func):
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any):
-        with plt.rc_context(STYLE):
+        with matplotlib.rc_context(STYLE):
             return func(*args, **kwargs)
 
     return wrapper
@@ -91,18 +90,18 @@ def color(name: str, index: int = 0) -> str:
 
 
 def _new(height: float, ncols: int = 1, width: float = WIDTH, **kw: Any):
-    return plt.subplots(1, ncols, figsize=(width, height), layout="constrained", **kw)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(1, ncols, **kw)
 
 
 def save(fig: Figure, name: str, out_dir: Path) -> FigureFile:
     """Write ``NAME.png`` and ``NAME.svg`` under ``out_dir`` (reproducible: no dates)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    with plt.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE):
         fig.savefig(png, dpi=DPI, metadata={"Software": None})
         fig.savefig(svg, metadata={"Date": None, "Creator": None})
     width, height = fig.get_size_inches() * DPI
-    plt.close(fig)
     return FigureFile(
         name, png, svg, base64.b64encode(png.read_bytes()).decode("ascii"), round(width), round(height)
     )
@@ -556,7 +555,6 @@ def speedup_sweep(summary: Mapping[str, Any], predictors: Sequence[str]) -> Figu
         if _ok(sim.get("tool_fraction")) and _ok(s.get("speedup")):
             ax.plot([sim["tool_fraction"]], [s["speedup"]], marker="D", ms=7, color=c, mec="white", zorder=5)
     if not drawn:
-        plt.close(fig)
         return None
     ax.axhline(1.0, color=MUTED, lw=0.8)
     ax.set_xlabel("tool-time fraction f of the baseline")
@@ -565,8 +563,8 @@ def speedup_sweep(summary: Mapping[str, Any], predictors: Sequence[str]) -> Figu
     _percent_axis(ax, "x")
     handles, _ = ax.get_legend_handles_labels()
     handles += [
-        plt.Line2D([], [], color=MUTED, ls="--", label="bound 1/(1−h·f)"),
-        plt.Line2D([], [], color=MUTED, marker="D", ls="", label="this replay"),
+        Line2D([], [], color=MUTED, ls="--", label="bound 1/(1−h·f)"),
+        Line2D([], [], color=MUTED, marker="D", ls="", label="this replay"),
     ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("Simulated speed-up vs tool-time fraction")
@@ -657,7 +655,6 @@ def launch_frontier(summary: Mapping[str, Any], predictors: Sequence[str]) -> Fi
         ys = [p["time_saved_share"] for p in points]
         ax.plot(xs, ys, color=color(name, i), lw=1.8, marker="o", ms=3.5, label=name)
     if not drawn:
-        plt.close(fig)
         return None
     ax.set_xlabel("wasted speculative calls per step")
     ax.set_ylabel("share of wall-clock time saved")

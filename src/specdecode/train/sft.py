@@ -26,6 +26,7 @@ from specdecode.jsonl import atomic_path, write_json
 from specdecode.prompts import PromptOptions
 from specdecode.records import ChatRecord
 from specdecode.registry import load_registry
+from specdecode.settings import TrainConfig
 from specdecode.train.batching import (
     MemoryPlan,
     ModelShape,
@@ -33,7 +34,6 @@ from specdecode.train.batching import (
     measured_peak_gib,
     plan_memory,
 )
-from specdecode.train.config import TrainConfig
 from specdecode.train.data import DataReport, build_examples, load_chat_file
 from specdecode.train.loss import speculator_trainer
 
