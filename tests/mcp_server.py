@@ -28,7 +28,10 @@ THINK_SAFE_SLEEP = 0.25
 def search_result(query: str) -> str:
     slug = "-".join(query.lower().split())
     return json.dumps(
-        {"query": query, "results": [{"url": f"https://example.org/{slug}/{i}", "rank": i} for i in (1, 2, 3)]}
+        {
+            "query": query,
+            "results": [{"url": f"https://example.org/{slug}/{i}", "rank": i} for i in (1, 2, 3)],
+        }
     )
 
 
@@ -119,7 +122,16 @@ def main_broken() -> None:
         elif method == "ping":
             result = {}
         else:
-            out.write(json.dumps({"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32601, "message": "Method not found"}}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": message["id"],
+                        "error": {"code": -32601, "message": "Method not found"},
+                    }
+                )
+                + "\n"
+            )
             out.flush()
             continue
         out.write("this line is not JSON-RPC\n")

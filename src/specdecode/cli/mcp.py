@@ -146,6 +146,20 @@ def proxy_cmd(
     agent's calls (stdio: the client starts this command instead of the server; http: clients
     connect to http://HOST:PORT/PATH). Errors of the server reach the client as they are; stats
     (hits, wasted calls, time saved) are the resource specdecode://stats and a log line per session."""
+    from specdecode.cli.speculate import parse_costs
+
+    if not upstream.strip():
+        raise InputError("--upstream: give the MCP server's command line or its http(s) URL")
+    if transport not in ("stdio", "http"):
+        raise InputError(f"--transport: expected stdio or http, got {transport!r}")
+    if not path.startswith("/"):
+        raise InputError(f"--path: expected a path starting with /, got {path!r}")
+    costs = parse_costs(tool_cost)
+    limits = parse_limits(tool_limit, "--tool-limit")
+    if predictor is None:
+        for flag, value in (("--fitted", fitted), ("--base-model", base_model), ("--lora-dir", lora_dir)):
+            if value is not None:
+                raise InputError(f"{flag} needs --predictor (without one the proxy only records)")
     try:
         import anyio
 
@@ -155,15 +169,7 @@ def proxy_cmd(
         raise InputError(
             f"the MCP proxy needs the MCP SDK ({exc.name or exc}): pip install 'specdecode[mcp]'"
         ) from None
-    from specdecode.cli.speculate import parse_costs
-
-    if transport not in ("stdio", "http"):
-        raise InputError(f"--transport: expected stdio or http, got {transport!r}")
-    if not path.startswith("/"):
-        raise InputError(f"--path: expected a path starting with /, got {path!r}")
     marks = load_read_only(read_only_file) if read_only_file is not None else {}
-    costs = parse_costs(tool_cost)
-    limits = parse_limits(tool_limit, "--tool-limit")
     spec = _predictor(predictor, fitted, base_model, lora_dir, backend, base_url, dtype)
     config = ProxyConfig(
         upstream=upstream,
@@ -217,9 +223,6 @@ def proxy_cmd(
 def _predictor(name, fitted, base_model, lora_dir, backend, base_url, dtype):
     """The speculator by name (None: record-only), built as replay builds it."""
     if name is None:
-        for flag, value in (("--fitted", fitted), ("--base-model", base_model), ("--lora-dir", lora_dir)):
-            if value is not None:
-                raise InputError(f"{flag} needs --predictor (without one the proxy only records)")
         return None
     from specdecode.models import adapter_form
     from specdecode.speculate.predictors import registry

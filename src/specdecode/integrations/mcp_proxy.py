@@ -368,9 +368,9 @@ class Upstream:
         except MCPError:
             raise
         except ValidationError as exc:  # the upstream answered something that is not MCP
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise MCPError(
-                code=types.INTERNAL_ERROR, message=f"Invalid response from the MCP server: {first}"
+                code=types.INTERNAL_ERROR,
+                message=f"Invalid response from the MCP server: {_first_problem(exc)}",
             ) from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
             raise MCPError(code=types.CONNECTION_CLOSED, message="Connection closed") from None
@@ -391,6 +391,16 @@ class Upstream:
                 {"name": name, "arguments": dict(arguments or {}), "_meta": dict(meta)}, by_name=False
             )
         return await self.request(types.CallToolRequest(params=params), types.CallToolResult, progress)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """``CallToolResult.content: Input should be a valid list`` (and how many more)."""
+    errors = exc.errors()
+    if not errors:
+        return str(exc).splitlines()[0]
+    where = ".".join(str(part) for part in (exc.title, *errors[0].get("loc", ())))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {errors[0].get('msg', 'invalid')}{more}"
 
 
 def _start_error(exc: BaseException) -> BaseException:
@@ -768,7 +778,8 @@ class MCPProxy:
             upstream = Upstream(self.config.upstream, self.config.upstream_errlog)
             try:
                 await upstream.start()
-            except MCPError:
+            except MCPError as exc:  # it went away during the handshake: the client gets the same
+                logger.warning("upstream failed to start: %s", exc.error.message)
                 raise
             except UpstreamStartError as exc:
                 logger.warning("upstream failed to start: %s", exc)
