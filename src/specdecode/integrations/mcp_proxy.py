@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shlex
 import sys
 import threading
@@ -131,6 +132,11 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if not self.upstream or not self.upstream.strip():
             raise InputError("--upstream: give the MCP server's command line or its http(s) URL")
+        if not is_url(self.upstream):
+            try:
+                shlex.split(self.upstream)
+            except ValueError as exc:
+                raise InputError(f"--upstream: not a command line ({exc}): {self.upstream!r}") from None
         if self.record is not None and self.record_tools is None:
             self.record_tools = tools_path_for(self.record)
 
@@ -326,7 +332,9 @@ class Upstream:
                     streams = await stack.enter_async_context(streamable_http_client(self.target))
                 else:
                     argv = shlex.split(self.target)
-                    params = StdioServerParameters(command=argv[0], args=argv[1:])
+                    # the whole environment: the client already chose what the proxy (and so the
+                    # server it stands for) gets; the SDK alone would keep only a few variables
+                    params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(os.environ))
                     streams = await stack.enter_async_context(stdio_client(params, errlog=self.errlog))
                 read, write = streams[0], streams[1]
                 session = await stack.enter_async_context(ClientSession(read, write))
