@@ -28,7 +28,7 @@ import pytest
 pytest.importorskip("mcp")
 
 import anyio
-from mcp import ClientSession, StdioServerParameters
+from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -387,6 +387,11 @@ def test_http_sessions(http_proxy, direct) -> None:
                     seen["failed_start"] = error_of(exc)
                 seen["healthy"] = dump(await b.call_tool("search", {"query": TOPICS[0]}))
             seen["new"] = await http_client(http_proxy.url, lambda s: s.call_tool("fetch", {"url": "u/x/1"}))
+            async with Client(http_proxy.url) as modern:  # the 2026 protocol: no sessions over HTTP
+                seen["modern"] = (
+                    modern.session.protocol_version,
+                    await modern.call_tool("search", {"query": "m"}),
+                )
 
     anyio.run(main)
     _, tools, results = seen["a"]
@@ -404,6 +409,9 @@ def test_http_sessions(http_proxy, direct) -> None:
     assert seen["crash"] == direct.crash
     assert seen["healthy"] == dump(direct.results[0])
     assert seen["new"].content[0].text == "page u/x/1: text about x"
+    # a client without sessions is served (forwarded, never speculated for: calls cannot be told apart)
+    version, modern = seen["modern"]
+    assert version not in ("2025-06-18", "2025-11-25") and json.loads(modern.content[0].text)["query"] == "m"
     assert http_proxy.proc.poll() is None  # still serving
 
 

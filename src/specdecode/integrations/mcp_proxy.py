@@ -216,6 +216,26 @@ def _call_key(name: str, arguments: Mapping[str, Any]) -> str:
     return json.dumps([name, arguments], sort_keys=True, ensure_ascii=False, default=str)
 
 
+_RESERVED_META = "io.modelcontextprotocol/"  # the protocol's own envelope keys: per hop, never forwarded
+_HOP_META = ("progressToken", "progress_token", QUESTION_META_KEY)
+
+
+def _forwardable_meta(meta: Any) -> dict[str, Any]:
+    """A request's ``_meta`` as the upstream may see it: without the protocol's envelope keys
+    (they describe the client's hop to the proxy), the progress token (the proxy relays progress
+    itself) and the proxy's own question key."""
+    return {
+        k: v for k, v in _meta_dict(meta).items() if not k.startswith(_RESERVED_META) and k not in _HOP_META
+    }
+
+
+def _forwardable(params: Any) -> Any:
+    """Request params as the upstream may see them (see :func:`_forwardable_meta`)."""
+    if params is None or not getattr(params, "meta", None):
+        return params
+    return params.model_copy(update={"meta": _forwardable_meta(params.meta) or None})
+
+
 def _meta_dict(meta: Any) -> dict[str, Any]:
     if meta is None:
         return {}
@@ -496,7 +516,7 @@ class ProxySession:
 
     # ------------------------------------------------------------------ tools
     async def list_tools(self, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        result = await self.upstream.list_tools(params)
+        result = await self.upstream.list_tools(_forwardable(params))
         cursor = params.cursor if params is not None else None
         self._pages = list(result.tools) if cursor is None else [*self._pages, *result.tools]
         if result.next_cursor is None:
@@ -618,10 +638,11 @@ class ProxySession:
     async def call_tool(self, params: types.CallToolRequestParams, ctx: Any) -> types.CallToolResult:
         arrived = time.perf_counter()
         name, arguments = params.name, dict(params.arguments or {})
-        meta = _meta_dict(params.meta)
-        question = meta.pop(QUESTION_META_KEY, None)
+        given = _meta_dict(params.meta)
+        question = given.get(QUESTION_META_KEY)
         question = question.strip() if isinstance(question, str) and question.strip() else None
-        progress_token = meta.pop("progressToken", None) or meta.pop("progress_token", None)
+        progress_token = given.get("progressToken", given.get("progress_token"))
+        meta = _forwardable_meta(given)
         await self._ensure_registry()
         turn = self.turn
         if (
@@ -630,7 +651,7 @@ class ProxySession:
             or self.last_event is None
             or arrived - self.last_event > self.config.turn_gap
         ):
-            self._start_turn(question or (turn.question if turn else None) or self.config.question, False)
+            self._start_turn(question or self.config.question, lead_known=False)
         assert self.turn is not None
         turn = self.turn
         actor = arrived - self.last_event if self.last_event is not None else 0.0
@@ -782,7 +803,12 @@ class MCPProxy:
             return await call_next(ctx)
         session = self._single
         if session is None:
-            connection = getattr(ctx.session, "_connection", None)
+            connection = getattr(ctx.session, "_connection", None)  # the SDK's per-connection object
+            if (
+                not isinstance(getattr(connection, "state", None), dict)
+                or getattr(connection, "exit_stack", None) is None
+            ):
+                return await call_next(ctx)  # no per-connection state: served stateless, never shared
             upstream = Upstream(self.config.upstream, self.config.upstream_errlog)
             try:
                 await upstream.start()
@@ -794,11 +820,8 @@ class MCPProxy:
                 raise _connection_closed() from None
             session = ProxySession(self, upstream, uuid.uuid4().hex[:10])
             self.sessions[session.label] = session
-            if connection is None:  # no per-connection state in this SDK: close at exit
-                self._fallback = self._fallback or session
-            else:
-                connection.state[_SESSION_STATE] = session
-                connection.exit_stack.push_async_callback(session.aclose)
+            connection.state[_SESSION_STATE] = session
+            connection.exit_stack.push_async_callback(session.aclose)
         result = await call_next(ctx)
         return self._mirror(result, session.upstream.initialize_result)
 
@@ -860,14 +883,14 @@ class MCPProxy:
         session = await self._session(ctx)
         if session.label == "stateless":
             return await session.upstream.call_tool(
-                params.name, params.arguments, _meta_dict(params.meta) or None
+                params.name, params.arguments, _forwardable_meta(params.meta)
             )
         return await session.call_tool(params, ctx)
 
     def _forward(self, request_type: Any, result_type: Any) -> Callable[..., Any]:
         async def forward(ctx: Any, params: Any) -> Any:
             session = await self._session(ctx)
-            return await session.upstream.request(request_type(params=params), result_type)
+            return await session.upstream.request(request_type(params=_forwardable(params)), result_type)
 
         return forward
 
@@ -887,7 +910,7 @@ class MCPProxy:
         if capabilities is None or capabilities.resources is None:
             return types.ListResourcesResult(resources=[ours])
         result = await session.upstream.request(
-            types.ListResourcesRequest(params=params), types.ListResourcesResult
+            types.ListResourcesRequest(params=_forwardable(params)), types.ListResourcesResult
         )
         if params is None or params.cursor is None:
             result.resources = [ours, *result.resources]
@@ -902,7 +925,7 @@ class MCPProxy:
             contents = [types.TextResourceContents(uri=STATS_URI, mime_type="application/json", text=text)]
             return types.ReadResourceResult(contents=contents)
         return await session.upstream.request(
-            types.ReadResourceRequest(params=params), types.ReadResourceResult
+            types.ReadResourceRequest(params=_forwardable(params)), types.ReadResourceResult
         )
 
     # ------------------------------------------------------------------ bookkeeping
