@@ -137,8 +137,19 @@ class ProxyConfig:
                 shlex.split(self.upstream)
             except ValueError as exc:
                 raise InputError(f"--upstream: not a command line ({exc}): {self.upstream!r}") from None
-        if self.record is not None and self.record_tools is None:
-            self.record_tools = tools_path_for(self.record)
+        if self.record is not None:
+            self.record = Path(self.record)
+            if self.record_tools is None:
+                self.record_tools = tools_path_for(self.record)
+            for path in (self.record, Path(self.record_tools)):
+                if path.is_dir():
+                    raise InputError("--record: is a directory, expected a file to append to", path)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise InputError(
+                        f"--record: cannot create its folder ({exc.strerror or exc})", path
+                    ) from None
 
 
 def tools_path_for(record: str | Path) -> Path:
@@ -465,17 +476,24 @@ class Recorder:
         self.records = 0
 
     def tools(self, registry: Registry) -> None:
+        """Merge the upstream's tools into the registry file (a failure is a warning)."""
         if self.tools_path is None:
             return
+        try:
+            self._tools(registry, self.tools_path)
+        except (OSError, InputError) as exc:
+            logger.warning("cannot write the tools of the recording to %s: %s", self.tools_path, exc)
+
+    def _tools(self, registry: Registry, tools_path: Path) -> None:
         with self._lock:
             known: dict[str, dict[str, Any]] = {}
-            if self.tools_path.is_file():
-                with contextlib.suppress(OSError, ValueError, TypeError):
-                    known = {t["name"]: t for t in json.loads(self.tools_path.read_text("utf-8"))}
+            if tools_path.is_file():
+                with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                    known = {t["name"]: t for t in json.loads(tools_path.read_text("utf-8"))}
             fresh = {t.name: t.model_dump() for t in registry.tools}
             if all(known.get(n) == t for n, t in fresh.items()):
                 return
-            write_json(self.tools_path, list({**known, **fresh}.values()))
+            write_json(tools_path, list({**known, **fresh}.values()))
 
     def write(self, record: TraceRecord) -> None:
         with self._lock:
@@ -611,6 +629,7 @@ class ProxySession:
         """Record the turn (if any step) and make sure nothing speculated in it is served later."""
         if self.executor is not None:
             self.executor.end_round()
+        self._durations.clear()
         turn, self.turn = self.turn, None
         if turn is None or not turn.steps or self.proxy.recorder is None:
             return
@@ -624,15 +643,16 @@ class ProxySession:
         )
         try:
             self.proxy.recorder.write(record)
-        except OSError as exc:
+        except (OSError, InputError) as exc:
             logger.warning("cannot record turn %s: %s", record.id, exc)
 
     def _begin(self) -> None:
         """Speculate the turn's next call from what the agent has seen so far."""
-        if self.speculation is None or self.turn is None or self._closed:
+        if self.executor is None or self.turn is None or self._closed:
             return
         history = [TraceStep(action=s.action, observation=s.observation) for s in self.turn.steps]
-        self.speculation.begin(self.turn.question or UNKNOWN_QUESTION, history)
+        # every time (no de-duplication): two turns may well begin alike
+        self.executor.speculate(self.turn.question or UNKNOWN_QUESTION, history)
 
     # ------------------------------------------------------------------ calls
     async def call_tool(self, params: types.CallToolRequestParams, ctx: Any) -> types.CallToolResult:
