@@ -38,6 +38,7 @@ from specdecode.integrations.mcp_proxy import (
     QUESTION_META_KEY,
     STATS_URI,
     Limits,
+    identical,
     observation_text,
     read_only_file,
     registry_of_tools,
@@ -481,6 +482,14 @@ def test_observation_text_and_paths() -> None:
     assert observation_text(structured) == '{"x": 1}'
     assert tools_path_for("runs/traces.jsonl") == Path("runs/traces.tools.json")
     assert tools_path_for("t") == Path("t.tools.json")
+
+
+def test_identical_means_the_same_request() -> None:
+    a = ToolCall(tool_name="t", arguments={"n": 1, "flag": True})
+    assert identical(a, ToolCall(tool_name="t", arguments={"flag": True, "n": 1}))
+    assert not identical(a, ToolCall(tool_name="t", arguments={"n": 1.0, "flag": True}))  # 1 == 1.0
+    assert not identical(a, ToolCall(tool_name="t", arguments={"n": 1, "flag": 1}))  # True == 1
+    assert not identical(a, ToolCall(tool_name="u", arguments={"n": 1, "flag": True}))
 
 
 def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:

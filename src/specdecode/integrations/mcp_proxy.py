@@ -227,6 +227,12 @@ def _call_key(name: str, arguments: Mapping[str, Any]) -> str:
     return json.dumps([name, arguments], sort_keys=True, ensure_ascii=False, default=str)
 
 
+def identical(a: ToolCall, b: ToolCall) -> bool:
+    """The same request on the wire: tool name and arguments equal as JSON, types included
+    (``true`` is not ``1``, ``1`` is not ``1.0``), stricter than Python's ``==``."""
+    return _call_key(a.tool_name, a.arguments) == _call_key(b.tool_name, b.arguments)
+
+
 _RESERVED_META = "io.modelcontextprotocol/"  # the protocol's own envelope keys: per hop, never forwarded
 _HOP_META = ("progressToken", "progress_token", QUESTION_META_KEY)
 
@@ -579,7 +585,7 @@ class ProxySession:
             registry,
             {},
             k=config.k,
-            matcher="exact",  # a result is served only to the identical call
+            matcher="exact",
             max_concurrency=config.session_concurrency,
             timeout=config.timeout,
             auto=False,
@@ -587,6 +593,7 @@ class ProxySession:
             admit=self.proxy.limits.admit,
             cancel_unused=True,
         )
+        executor.matcher = identical  # a result is served only to the identical request
         tools = {
             spec.name: self._speculative_function(spec.name) for spec in registry.tools if spec.read_only
         }
@@ -1059,6 +1066,7 @@ __all__ = [
     "ProxySession",
     "Upstream",
     "UpstreamStartError",
+    "identical",
     "observation_text",
     "read_only_file",
     "registry_of_tools",
