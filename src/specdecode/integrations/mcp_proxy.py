@@ -410,7 +410,9 @@ class Upstream:
         """Forward one request; the upstream's errors come back as they are."""
         try:
             return await self._live().send_request(request, result_type, progress_callback=progress)
-        except MCPError:
+        except MCPError as exc:
+            if exc.error.code == types.CONNECTION_CLOSED:
+                self.dead = exc
             raise
         except ValidationError as exc:  # the upstream answered something that is not MCP
             raise MCPError(
@@ -535,7 +537,6 @@ class ProxySession:
         self._durations: dict[str, float] = {}  # speculative calls' upstream latencies
         self._stats_before: list[ExecutorStats] = []  # of executors replaced by a new tool list
         self._closed = False
-        self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ tools
