@@ -1036,7 +1036,7 @@ class MCPProxy:
             sock.close()
             raise InputError(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}") from None
         bound = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}{path}"
 
