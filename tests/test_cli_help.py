@@ -22,6 +22,8 @@ COMMANDS = [
     ["merge"],
     ["eval"],
     ["compare"],
+    ["mcp"],
+    ["mcp", "proxy"],
 ]
 
 

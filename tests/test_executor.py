@@ -394,3 +394,58 @@ def test_timed_out_speculative_call_is_counted_once(call, fails_later):
         stats = ex.stats
         assert (stats.hits, stats.misses, stats.errors, stats.wasted_calls) == (0, 1, 1, 1)
         assert stats.launched == stats.hits + stats.wasted_calls
+
+
+def test_admit_hook_refuses_and_releases_once_the_call_ends():
+    """A limit shared by executors: refused candidates are skipped (the real call runs); an
+    admitted call hands back its release when it really ends."""
+    released: list[str] = []
+    allow = {"on": False}
+
+    def admit(call: ToolCall):
+        if not allow["on"]:
+            return None
+        return lambda: released.append(call.arguments["query"])
+
+    tools = Tools(sleep=0.02)
+    ex = SpeculativeExecutor(Always(ToolCall(tool_name="search", arguments={"query": "q"})), REGISTRY,
+                             tools.functions(), admit=admit)  # fmt: skip
+    try:
+        ex.start("question")
+        ex.settle(1)
+        assert ex.stats.skipped == 1 and ex.stats.launched == 0
+        allow["on"] = True
+        ex.observe([])
+        ex.settle(1)
+        time.sleep(0.1)
+        assert ex.stats.launched == 1 and released == ["q"]
+        assert ex.call("search", {"query": "q"}) == "result 1 for q" and ex.stats.hits == 1
+    finally:
+        ex.close()
+
+
+def test_cancel_unused_and_end_round():
+    """Unused async speculative calls are cancelled when their round ends; ``end_round`` ends a
+    round (a new turn) so that nothing speculated in it is served later."""
+    finished: list[str] = []
+
+    async def slow(query: str) -> str:
+        await asyncio.sleep(0.3)
+        finished.append(query)
+        return f"slow:{query}"
+
+    guess = ToolCall(tool_name="search", arguments={"query": "a"})
+    ex = SpeculativeExecutor(Always(guess), REGISTRY, {"search": slow}, auto=False, cancel_unused=True)
+    try:
+        ex.start("question")
+        ex.settle(1)
+        time.sleep(0.05)
+        ex.end_round()  # the turn is over: the running guess is cancelled, never served
+        assert ex.stats.cancelled == 1 and ex.stats.wasted_calls == 1 and ex.stats.errors == 0
+        assert ex.call("search", {"query": "a"}) == "slow:a"  # runs for real: no hit
+        assert ex.stats.hits == 0 and ex.stats.misses == 1
+        time.sleep(0.4)
+        assert finished == ["a"]  # only the real call ran to the end
+        assert ex.running == 0
+    finally:
+        ex.close()

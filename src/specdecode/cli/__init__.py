@@ -20,6 +20,7 @@ from specdecode.cli.data import data_app
 from specdecode.cli.demo import demo_app
 from specdecode.cli.evaluate import eval_app
 from specdecode.cli.gaia import gaia_app
+from specdecode.cli.mcp import mcp_app
 from specdecode.cli.report import report_app
 from specdecode.cli.speculate import speculate_app
 from specdecode.cli.traces import traces_app
@@ -41,6 +42,7 @@ for _group in (train_app, eval_app, demo_app):
 
 app.add_typer(traces_app, name="traces")
 app.add_typer(speculate_app, name="speculate")
+app.add_typer(mcp_app, name="mcp")
 app.registered_commands += report_app.registered_commands
 
 

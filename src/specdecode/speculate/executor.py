@@ -23,6 +23,10 @@ Guarantees:
   when its call really ends (a sync tool that outlives its timeout keeps its slot until it returns);
 * a prediction that arrives after the agent's real call is dropped (nothing launched);
 * speculative results are used only for the round (the observation) they were launched in;
+  :meth:`SpeculativeExecutor.end_round` ends a round without starting another (a new turn);
+* an ``admit`` hook (caps shared by many executors, a rate limit) may refuse a candidate at
+  launch time, like a missing slot; with ``cancel_unused=True`` the ``async def`` speculative
+  calls still running when their round ends unused are cancelled;
 * after :meth:`SpeculativeExecutor.close`, ``call``/``acall`` run the tool directly (nothing is
   speculated, matched, counted or recorded) and ``speculate``/``start``/``observe`` launch nothing;
 * ``close()`` never strands a real call: one already running an ``async def`` tool on the
@@ -79,13 +83,16 @@ class ExecutorStats:
             casting values to the declared types).
         declined: candidates not launched by the launch policy (``P(c) × hidden seconds <
             λ × cost``, or beyond its launches per step).
-        skipped: candidates not launched: no free concurrency slot.
+        skipped: candidates not launched: no free concurrency slot, or refused by the
+            ``admit`` hook (caps shared with other executors, a rate limit).
         late: predictions still running when the real call came (dropped).
         errors: speculative calls that raised, or timed out (an ``async def`` tool past its
             timeout, or a call the agent waited for past it), each counted once whatever the
             call does later; plus predictor runs that raised.
         time_saved: seconds, summed over hits: the speculative call's duration minus the
             agent's wait for it.
+        cancelled: wasted speculative calls still running when their round ended, cancelled
+            (``cancel_unused``; ``async def`` tools only). They are not counted in ``errors``.
     """
 
     predictions: int = 0
@@ -101,6 +108,7 @@ class ExecutorStats:
     late: int = 0
     errors: int = 0
     time_saved: float = 0.0
+    cancelled: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -116,6 +124,9 @@ class _Spec:
     finished: float | None = None
     used: bool = False  # claimed by a real call, or counted wasted
     timed_out: bool = False  # the agent gave up waiting (its error is already counted)
+    release: Callable[[], None] | None = None  # what the admit hook hands back, called once at the end
+    handle: Future | None = None  # an async call's task on the background loop (to cancel it)
+    cancelled: bool = False  # cancelled unused at the end of its round (not an error)
 
 
 @dataclass
@@ -177,6 +188,11 @@ class SpeculativeExecutor:
             replay simulates); default: every read-only candidate, up to ``k``.
         expected_seconds: tool name → expected latency (what a hit hides, for the policy);
             updated from the real calls' durations as the agent runs (default 1 s).
+        admit: called with each candidate about to launch (after the policy, with a slot held):
+            returns a function to call once the speculative call has really ended, or ``None``
+            to refuse it (counted ``skipped``). For limits shared by many executors.
+        cancel_unused: cancel ``async def`` speculative calls still running when their round
+            ends unused (the agent called something else): their work stops, their slot frees.
     """
 
     def __init__(
@@ -194,6 +210,8 @@ class SpeculativeExecutor:
         auto: bool = True,
         policy: LaunchPolicy | None = None,
         expected_seconds: Mapping[str, float] | None = None,
+        admit: Callable[[ToolCall], Callable[[], None] | None] | None = None,
+        cancel_unused: bool = False,
     ):
         self.predictor, self.registry, self.tools = predictor, registry, dict(tools)
         self._guard = CallGuard(registry.tools)
@@ -203,6 +221,7 @@ class SpeculativeExecutor:
         self.matcher = make_matcher(matcher, threshold)
         self.max_concurrency = max(1, max_concurrency)
         self.timeout, self.tool_timeouts = timeout, dict(tool_timeouts or {})
+        self.admit, self.cancel_unused = admit, cancel_unused
         self.question: str | None = None
         self.offered: list[str] | None = None
         self.history: list[TraceStep] = []
@@ -307,6 +326,13 @@ class SpeculativeExecutor:
         self._after(real, result)
         return result
 
+    def end_round(self) -> None:
+        """End the current round without starting another (the agent's turn is over): its
+        prediction launches nothing, its unused speculative calls are wasted (and cancelled with
+        ``cancel_unused``), and no later call can use them."""
+        with self._lock:
+            self._close_round()
+
     def settle(self, timeout: float | None = None) -> list[ToolCall]:
         """Wait for the current prediction (not the calls it launched); the candidates launched."""
         prediction = self._round.prediction
@@ -402,7 +428,17 @@ class SpeculativeExecutor:
                 if not self._slots.acquire(blocking=False):
                     self._count(skipped=1)
                     continue
-                spec = _Spec(call=call, future=Future(), started=time.perf_counter())
+                release = None
+                if self.admit is not None:
+                    try:
+                        release = self.admit(call)
+                    except Exception:  # a failing hook refuses, never hurts the agent
+                        release = None
+                    if release is None:
+                        self._slots.release()
+                        self._count(skipped=1)
+                        continue
+                spec = _Spec(call=call, future=Future(), started=time.perf_counter(), release=release)
                 round_.specs.append(spec)
                 self._count(launched=1)
                 self._launch(spec)
@@ -420,7 +456,9 @@ class SpeculativeExecutor:
             self.max_running = max(self.max_running, self.running)
         if inspect.iscoroutinefunction(fn):
             timeout = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
-            asyncio.run_coroutine_threadsafe(self._run_async(spec, fn, timeout), self._event_loop())
+            spec.handle = asyncio.run_coroutine_threadsafe(
+                self._run_async(spec, fn, timeout), self._event_loop()
+            )
             return
         try:
             self._pool.submit(self._run_sync, spec, fn)
@@ -449,13 +487,18 @@ class SpeculativeExecutor:
         """A speculative call really ended: publish its outcome, count a failure (unless its
         timeout was counted already) and free its slot."""
         with self._lock:  # atomic with _outcome: a failure is counted once
+            if spec.finished is not None:  # already ended (cancelled before it started)
+                return
             spec.finished = time.perf_counter()
             self.running -= 1
-            if not ok and not spec.timed_out:
+            if not ok and not spec.timed_out and not spec.cancelled:
                 self._count(errors=1)
             if not spec.future.done():
                 spec.future.set_result((ok, value))
         self._slots.release()
+        if spec.release is not None:
+            with contextlib.suppress(Exception):
+                spec.release()
 
     def _outcome(self, spec: _Spec) -> tuple[bool, Any]:
         """The claimed speculative call's ``(ok, value)`` once the agent stopped waiting; one
@@ -552,6 +595,11 @@ class SpeculativeExecutor:
             if not spec.used:
                 spec.used = True  # counted once
                 self._count(wasted_calls=1)
+                if self.cancel_unused and spec.handle is not None and spec.finished is None:
+                    spec.cancelled = True
+                    self._count(cancelled=1)
+                    spec.handle.cancel()  # the task on the background loop
+                    self._done(spec, False, None)  # now: a task cancelled before it started never ends
         round_.specs = []
 
     def _after(self, real: ToolCall, result: Any) -> None:
