@@ -29,6 +29,28 @@ def run_cli(
     return proc
 
 
+def tiny_train_args(tiny: Path, split: Path, out: Path, *extra: str) -> list[str]:
+    """`specdecode train` on the tiny Qwen3 and the synthetic split; later flags override earlier ones."""
+    return [
+        "train",
+        "--train_file",
+        str(split / "train.jsonl"),
+        "--val_file",
+        str(split / "val.jsonl"),
+        "--model_name",
+        str(tiny),
+        "--output_dir",
+        str(out),
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        *extra,
+    ]
+
+
 # GAIA-*format* rows written by this project (no GAIA text).
 GAIA_ROWS = [
     {

@@ -16,38 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, tiny_train_args
 
 
 def _summary(out: Path) -> dict:
     return json.loads((out / "training_summary.json").read_text())
 
 
-def _tiny_args(tiny: Path, split: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--train_file",
-        str(split / "train.jsonl"),
-        "--val_file",
-        str(split / "val.jsonl"),
-        "--model_name",
-        str(tiny),
-        "--output_dir",
-        str(out),
-        "--per_device_train_batch_size",
-        "2",
-        "--gradient_accumulation_steps",
-        "1",
-        "--logging_steps",
-        "1",
-        *extra,
-    ]
-
-
 def test_tiny_qwen3_assistant_loss_falls(tiny_qwen3: Path, synth_split: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     run_cli(
-        *_tiny_args(
+        *tiny_train_args(
             tiny_qwen3,
             synth_split,
             out,
@@ -102,7 +81,7 @@ def test_tiny_qwen3_assistant_loss_falls(tiny_qwen3: Path, synth_split: Path, tm
         ).logits
     torch.testing.assert_close(merged, peft, rtol=1e-4, atol=1e-4)
     # Re-running into the same directory without --resume refuses to touch the earlier run.
-    proc = run_cli(*_tiny_args(tiny_qwen3, synth_split, out, "--max_steps", "2"))
+    proc = run_cli(*tiny_train_args(tiny_qwen3, synth_split, out, "--max_steps", "2"))
     assert proc.returncode == 2 and "--resume" in proc.stderr
 
 
@@ -135,7 +114,7 @@ def test_padding_free_loss_equals_per_example_loss(tiny_qwen3: Path, smol_tokeni
 
 def test_resume_after_kill_reaches_the_same_step(tiny_qwen3: Path, synth_split: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = _tiny_args(
+    args = tiny_train_args(
         tiny_qwen3, synth_split, out, "--max_steps", "10", "--eval_steps", "2", "--save_steps", "2"
     )
     proc = subprocess.Popen(
@@ -170,7 +149,7 @@ def test_torchrun_two_processes_write_one_adapter(
         "--standalone",  # a free rendezvous port on localhost
         "-m",
         "specdecode",
-        *_tiny_args(
+        *tiny_train_args(
             tiny_qwen3, synth_split, out, "--max_steps", "3", "--eval_steps", "3", "--save_steps", "3"
         ),
     ]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import run_cli, tiny_train_args
 from specdecode.train.batching import GIB, ModelShape, TokenBudgetCollator, pack_by_tokens, plan_memory
 
 SMOL = ModelShape(layers=30, hidden=576, intermediate=1536, heads=9, vocab=49152, parameters=134_515_008)
@@ -77,36 +77,21 @@ def test_memory_plan_on_small_and_large_machines() -> None:
 
 
 def _tiny_args(tiny: Path, split: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--train_file",
-        str(split / "train.jsonl"),
-        "--val_file",
-        str(split / "val.jsonl"),
-        "--model_name",
-        str(tiny),
-        "--output_dir",
-        str(out),
-        "--form",
-        "conversation",
-        "--per_device_train_batch_size",
-        "4",
-        "--gradient_accumulation_steps",
-        "2",
-        "--max_steps",
-        "8",
-        "--eval_steps",
-        "4",
-        "--save_steps",
-        "4",
-        "--learning_rate",
-        "2e-3",
-        "--lora_dropout",
-        "0",
-        "--logging_steps",
-        "1",
-        *extra,
-    ]
+    return tiny_train_args(
+        tiny,
+        split,
+        out,
+        *(
+            "--form",
+            "conversation",
+            "--per_device_train_batch_size",
+            "4",
+            "--gradient_accumulation_steps",
+            "2",
+        ),
+        *("--max_steps", "8", "--eval_steps", "4", "--save_steps", "4", "--learning_rate", "2e-3"),
+        *("--lora_dropout", "0", *extra),
+    )
 
 
 def test_token_budget_trains_the_same_updates(tiny_qwen3: Path, synth_split: Path, tmp_path: Path) -> None:

@@ -173,6 +173,18 @@ def cast_object(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, 
     return out
 
 
+def cast_arguments(arguments: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any] | None:
+    """Each argument cast to its property's schema (arguments without one kept as they are);
+    None when one cannot be cast."""
+    out = {}
+    for arg, value in arguments.items():
+        cast = cast_value(value, properties[arg]) if arg in properties else value
+        if cast is INVALID:
+            return None
+        out[arg] = cast
+    return out
+
+
 class CallGuard:
     """Casts calls to their tools' schemas; ``check`` returns the valid call or None."""
 

@@ -17,7 +17,7 @@ from specdecode.speculate.arguments.sources import (
     fit_sources,
 )
 from specdecode.speculate.arguments.views import View, Views, key
-from specdecode.speculate.schema import INVALID, cast_value
+from specdecode.speculate.schema import INVALID, cast_arguments, cast_value
 
 SOURCES = ("memory", "constant", "span", "field")
 MIN_SUPPORT = 3  # training calls of a (tool, previous tool) pair before it gets its own plan
@@ -85,7 +85,7 @@ class ArgumentTable:
             counts = self.memory[tool].get(view.prev) or self.memory[tool].get("*") or Counter()
             total = sum(counts.values()) or 1
             for rank, (k, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]):
-                arguments = _cast_all(self.memory_values[k], props)
+                arguments = cast_arguments(self.memory_values[k], props)
                 if arguments is not None:
                     p = held.precision if rank == 0 else held.precision * n / total
                     out.append((arguments, p, f"memory: the arguments seen most often (×{n})"))
@@ -149,16 +149,6 @@ class ArgumentTable:
                 }
                 out[tool][ctx] = entry
         return out
-
-
-def _cast_all(arguments: dict[str, Any], props: dict[str, Any]) -> dict[str, Any] | None:
-    out = {}
-    for arg, value in arguments.items():
-        cast = cast_value(value, props[arg]) if arg in props else value
-        if cast is INVALID:
-            return None
-        out[arg] = cast
-    return out
 
 
 # --------------------------------------------------------------------------- fitting

@@ -41,7 +41,7 @@ from specdecode.speculate.arguments import (
 )
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext
 from specdecode.speculate.predictors.registry import PredictorSpec, names, register, spec_of
-from specdecode.speculate.schema import INVALID, cast_value
+from specdecode.speculate.schema import cast_arguments
 
 BACK_OFF = 0.5  # probability weight of a tool that only a shorter context has seen
 
@@ -100,14 +100,7 @@ class NGramTools:
 
 def _cast_args(arguments: dict[str, Any], context: StepContext, tool: str) -> dict[str, Any] | None:
     spec = next((t for t in context.tools if t.name == tool), None)
-    props = (spec.parameters.get("properties") or {}) if spec else {}
-    out = {}
-    for arg, value in arguments.items():
-        cast = cast_value(value, props[arg]) if arg in props else value
-        if cast is INVALID:
-            return None
-        out[arg] = cast
-    return out
+    return cast_arguments(arguments, (spec.parameters.get("properties") or {}) if spec else {})
 
 
 class TablePredictor(Predictor):
