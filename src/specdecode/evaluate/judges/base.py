@@ -1,17 +1,19 @@
-"""The judge interface and the deterministic judge.
+"""The judge interface (:class:`Judge`) and the deterministic judge.
 
-A judge has a ``name`` and ``compare(example, base_scored, lora_scored, mode) -> Verdict``; it
-may also have ``summarise(rows) -> dict`` (merged into the compare summary) and
-``fingerprint() -> dict`` (what decides its verdicts besides its name, e.g. the judge model and
-base URL, never a key: part of the compare run's fingerprint). ``Verdict.extra`` holds extra
-fields for the results row; an LLM judge's extra field names start with ``judge_``. A verdict
-``winner == "error"`` is asked again when compare resumes the file.
+A judge has a ``name``, ``compare(example, base_scored, lora_scored, mode) -> Verdict``,
+``summarise(rows) -> dict`` (merged into the compare summary: ``judge_*`` fields of
+:class:`specdecode.results.CompareSummary`) and ``fingerprint() -> dict`` (what decides its
+verdicts besides its name, e.g. the judge model and base URL, never a key: part of the compare
+run's fingerprint). ``Verdict.extra`` holds extra fields for the results row; an LLM judge's
+extra field names start with ``judge_``. A verdict ``winner == "error"`` is asked again when
+compare resumes the file. Judges are made by name from :mod:`.registry`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -25,6 +27,19 @@ class Verdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@runtime_checkable
+class Judge(Protocol):
+    """What ``compare`` needs from a judge (see the module docstring)."""
+
+    name: str
+
+    def compare(self, example: Any, base: dict[str, Any], lora: dict[str, Any], mode: str) -> Verdict: ...
+
+    def summarise(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]: ...
+
+    def fingerprint(self) -> dict[str, Any]: ...
+
+
 METRIC_ORDER = ("first_call_exact", "first_call_name", "name_f1", "parse_ok")
 
 
@@ -32,6 +47,12 @@ class DeterministicJudge:
     """Scores each answer with the deterministic metrics: first-call exact, then name, then name F1."""
 
     name = "deterministic"
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {}  # the metrics decide: nothing besides the name
+
+    def summarise(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {}
 
     def compare(self, example: Any, base: dict[str, Any], lora: dict[str, Any], mode: str) -> Verdict:
         def key(s: dict[str, Any]) -> tuple[float, ...]:
