@@ -45,7 +45,6 @@ from specdecode.results.replay import (
     ReplaySummary,
     TimelineRow,
     TimelineStep,
-    timeline_rows,
 )
 from specdecode.results.training import (
     AdapterConfig,
@@ -94,5 +93,4 @@ __all__ = [
     "as_row",
     "read_result",
     "read_rows",
-    "timeline_rows",
 ]

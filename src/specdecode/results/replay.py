@@ -290,33 +290,3 @@ class TimelineRow(ResultModel):
         used = sum(s.hit for s in self.steps)
         saved = sum(s.saved for s in self.steps)
         return (round(saved, 3), int(0 < used < len(self.steps)), min(len(self.steps), 6))
-
-
-def timeline_rows(name: str, rows: list[dict[str, Any]], steps: list[Any]) -> list[dict[str, Any]]:
-    """``timeline.jsonl`` rows of one predictor from its replay rows and their simulated steps."""
-    from specdecode.speculate.simulate import simulate_step
-
-    by_trace: dict[str, list[dict[str, Any]]] = {}
-    for r, step in zip(rows, steps):
-        outcome = simulate_step(step)
-        by_trace.setdefault(str(r["id"]), []).append(
-            {
-                "step": int(r["step"]),
-                "tool": str(r.get("gold_tool")),
-                "actor": step.actor,
-                "tool_seconds": step.tool,
-                "speculator": step.speculator,
-                "hit": outcome.hit_used,
-                "launched": step.launched if outcome.in_time else 0,
-                "in_time": outcome.in_time,
-                "baseline": outcome.baseline,
-                "speculative": outcome.speculative,
-                "saved": outcome.saved,
-            }
-        )
-    return [
-        TimelineRow.model_validate(
-            {"predictor": name, "id": tid, "steps": sorted(s, key=lambda x: x["step"])}
-        ).dump()
-        for tid, s in by_trace.items()
-    ]

@@ -3,7 +3,9 @@ call; score hits, compare predictors on the same steps, and simulate the wall-cl
 
 Outputs (under ``DIR``): ``steps.jsonl`` (one row per step and predictor, appended as they are
 computed, rewritten in order at the end), ``latency.json`` (batch-1 next-call latencies of the
-model predictors, with and without the cached prefix), ``summary.json`` (atomic). A rerun keeps
+model predictors, with and without the cached prefix), ``summary.json`` (atomic, with the
+replay's settings) and ``timeline.jsonl`` (each trace's simulated steps per predictor, what the
+report draws). Every file's shape is a model of :mod:`specdecode.results`. A rerun keeps
 the rows of every predictor whose settings fingerprint is unchanged and computes the rest;
 latency settings only change the simulation, which is always recomputed from the rows.
 """
@@ -13,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +22,38 @@ from typing import Any
 
 from rich.console import Console
 
-from specdecode.evaluate.metrics import breakdown, paired, rate
+from specdecode.evaluate.metrics import paired
 from specdecode.jsonl import append_jsonl, write_json, write_jsonl
 from specdecode.records import ToolCall, TraceRecord
 from specdecode.registry import Registry
+from specdecode.results import ReplayRow, ReplaySummary, as_row
 from specdecode.speculate.match import exact, make_matcher, same_call, same_name
-from specdecode.speculate.policy import LAMBDAS, LaunchPolicy, registry_costs, with_probs
+from specdecode.speculate.outcomes import (
+    expected_hidden,
+    is_read_only,
+    latency_stats,
+    percentile,
+    simulation_steps,
+    summarise_predictor,
+)
 from specdecode.speculate.predictors.base import Predictor, StepContext, contexts_of
 from specdecode.speculate.schema import CallGuard
-from specdecode.speculate.simulate import Distribution, LatencyModel, Step, Totals, keyed_rng, sweep
+from specdecode.speculate.simulate import Distribution, LatencyModel
 
+__all__ = [
+    "ReplaySettings",
+    "calibrate",
+    "expected_hidden",
+    "guarded",
+    "is_read_only",
+    "latency_stats",
+    "percentile",
+    "replay",
+    "score_row",
+    "simulation_steps",
+    "summarise_predictor",
+    "traces_fingerprint",
+]
 console = Console(stderr=True)
 
 
@@ -49,6 +71,19 @@ class ReplaySettings:
     chunk: int = 32
     costs: dict[str, float] = field(default_factory=dict)  # tool → cost of a wasted call (policy)
 
+    def describe(self) -> dict[str, Any]:
+        """What ``summary.json`` records as the replay's settings (``results.ReplaySettingsRecord``)."""
+        return {
+            "k": self.k,
+            "matcher": self.matcher,
+            "threshold": self.threshold,
+            "latency": self.latency.describe(),
+            "speculator_latency": {n: str(d) for n, d in self.speculator_latency.items()},
+            "latency_samples": self.latency_samples,
+            "cost_per_call": self.cost_per_call,
+            "costs": dict(self.costs),
+        }
+
 
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -56,15 +91,6 @@ def _fingerprint(obj: Any) -> str:
 
 def traces_fingerprint(traces: Sequence[TraceRecord]) -> str:
     return _fingerprint([[t.id, t.question, [s.action.model_dump() for s in t.trace]] for t in traces])
-
-
-def is_read_only(step: Any, registry: Registry, tool: str) -> bool:
-    """A step's own ``read_only`` mark, else the registry's (unknown tools are not read-only)."""
-    mark = (getattr(step, "model_extra", None) or {}).get("read_only") if step is not None else None
-    if isinstance(mark, bool):
-        return mark
-    spec = registry.get(tool)
-    return bool(spec and spec.read_only)
 
 
 def _calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
@@ -87,7 +113,7 @@ def score_row(
     top = list(pred[: settings.k])
     first = top[:1]
     rank = next((i + 1 for i, c in enumerate(top) if matcher(c, gold)), None)
-    return {
+    fields = {
         "predictor": name,
         "id": context.id,
         "step": context.step,
@@ -106,6 +132,7 @@ def score_row(
         "exact_hit_at_1": bool(first and exact(first[0], gold)),
         "normalised_hit_at_1": bool(first and same_call(first[0], gold)),
     }
+    return as_row(ReplayRow, fields)
 
 
 def guarded(pred: Any, guard: CallGuard) -> tuple[list[ToolCall], list[float], int]:
@@ -139,192 +166,6 @@ def _load_rows(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             continue  # a torn last line from a kill (cut even inside a character)
     return rows
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def latency_stats(values: Sequence[float]) -> dict[str, Any]:
-    return {
-        "n": len(values),
-        "p50": percentile(values, 0.5),
-        "p95": percentile(values, 0.95),
-        "mean": statistics.fmean(values) if values else None,
-    }
-
-
-def expected_hidden(settings: ReplaySettings, speculator_mean: float) -> Any:
-    """What a hit of tool ``t`` can be expected to hide: the tool's mean latency, at most the
-    actor's mean think time left after the speculator's (the policy's ``hidden seconds``)."""
-    per_tool = dict(settings.latency.per_tool)
-    room = max(0.0, settings.latency.actor.mean - speculator_mean)
-
-    def hidden(tool: str) -> float:
-        return max(0.0, min(per_tool.get(tool, settings.latency.tool).mean, room))
-
-    return hidden
-
-
-def simulation_steps(
-    rows: Sequence[dict[str, Any]],
-    traces: dict[str, TraceRecord],
-    registry: Registry,
-    settings: ReplaySettings,
-    speculator: Distribution | None,
-    launch: int = 1,
-    policy: LaunchPolicy | None = None,
-) -> list[Step]:
-    """The simulator's steps for one predictor's rows: actor/tool times from the trace fields or
-    the latency model, the speculator's from ``speculator`` (keyed draws) or the row; the calls
-    launched are the launch ``policy``'s choice among the candidates (default: the first
-    ``launch`` read-only ones, whatever their probability)."""
-    matcher = make_matcher(settings.matcher, settings.threshold)
-    policy = policy or LaunchPolicy(0.0, launch, {**registry_costs(registry), **settings.costs})
-    mean_spec = (
-        speculator.mean
-        if speculator is not None
-        else statistics.fmean([float(r["latency"]) for r in rows] or [0.0])
-    )
-    hidden = expected_hidden(settings, mean_spec)
-
-    def read_only(tool: str) -> bool:
-        return is_read_only(None, registry, tool)
-
-    steps = []
-    for row in rows:
-        record = traces[row["id"]]
-        k = int(row["step"])
-        trace_step = record.trace[k]
-        extra = trace_step.model_extra or {}
-        gold = trace_step.action
-        actor = settings.latency.actor_time(record.id, k, extra.get("actor_seconds"))
-        tool = settings.latency.tool_time(record.id, k, gold.tool_name, extra.get("tool_seconds"))
-        if speculator is not None:
-            spec = speculator.sample(keyed_rng(settings.latency.seed, record.id, k, "speculator"))
-        else:
-            spec = float(row["latency"])
-        candidates = [ToolCall.model_validate(c) for c in row["pred_calls"]]
-        launched = policy.choose(with_probs(candidates, row.get("pred_probs")), hidden, read_only)
-        hit_index = next((i for i, c in enumerate(launched) if matcher(c, gold)), None)
-        hit = hit_index is not None and is_read_only(trace_step, registry, gold.tool_name)
-        wasted = 0.0
-        for i, c in enumerate(launched):
-            if i != hit_index or not hit:
-                wasted += (
-                    tool
-                    if c.tool_name == gold.tool_name
-                    else settings.latency.tool_time(record.id, k, c.tool_name)
-                )
-        steps.append(Step(actor, tool, spec, hit, len(launched), wasted))
-    return steps
-
-
-def _reliability(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """How well the top candidate's probability predicted a hit on these steps (None: the
-    predictor gives no probabilities)."""
-    from specdecode.speculate.calibration import reliability
-
-    pairs = [(float(r["pred_probs"][0]), bool(r["hit_at_1"])) for r in rows if r.get("pred_probs")]
-    if not pairs:
-        return None
-    return reliability([p for p, _ in pairs], [y for _, y in pairs])
-
-
-def summarise_predictor(
-    name: str,
-    rows: Sequence[dict[str, Any]],
-    traces: dict[str, TraceRecord],
-    registry: Registry,
-    settings: ReplaySettings,
-    measured: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Hit rates with intervals and breakdowns, latency, and the simulated timeline."""
-    flag = lambda key: lambda r: r[key]  # noqa: E731
-    rates = {
-        key: rate([r[key] for r in rows])
-        for key in (
-            "hit_at_1",
-            "hit_at_k",
-            "name_hit_at_1",
-            "name_hit_at_k",
-            "exact_hit_at_1",
-            "normalised_hit_at_1",
-        )
-    }
-    given = settings.speculator_latency.get(name) or settings.speculator_latency.get("*")
-    if given is not None:
-        speculator, source = given, f"given {given}"
-    elif measured and measured.get("cached_prefix"):
-        speculator = Distribution("empirical", tuple(measured["cached_prefix"]))
-        source = "measured at batch 1 with the cached prefix"
-    else:
-        speculator, source = None, "measured per prediction (replay's batches)"
-    top1_steps = simulation_steps(rows, traces, registry, settings, speculator, launch=1)
-    top1 = Totals()
-    for step in top1_steps:
-        top1.add(step)
-    at_k_steps = simulation_steps(rows, traces, registry, settings, speculator, launch=settings.k)
-    at_k = Totals()
-    for step in at_k_steps:
-        at_k.add(step)
-    sim1 = top1.summary(settings.cost_per_call)
-    frontier = []
-    for lam in LAMBDAS:
-        policy = LaunchPolicy(lam, settings.k, {**registry_costs(registry), **settings.costs})
-        totals = Totals()
-        for step in simulation_steps(rows, traces, registry, settings, speculator, policy=policy):
-            totals.add(step)
-        summary_ = totals.summary(settings.cost_per_call)
-        frontier.append(
-            {
-                "lambda": lam,
-                "time_saved_seconds": summary_["time_saved_seconds"],
-                "time_saved_share": summary_["time_saved_share"],
-                "speedup": summary_["speedup"],
-                "wasted_per_step": summary_["wasted_calls"] / max(len(rows), 1),
-                "launched_per_step": summary_["launched_calls"] / max(len(rows), 1),
-                "hits_used": summary_["hits_used"],
-            }
-        )
-    return {
-        "steps": len(rows),
-        "invalid_predictions": sum(int(r.get("invalid", 0)) for r in rows),
-        "steps_with_invalid": sum(1 for r in rows if r.get("invalid")),
-        "hit_at_1": rates["hit_at_1"]["mean"],
-        "hit_at_k": rates["hit_at_k"]["mean"],
-        "name_hit_at_1": rates["name_hit_at_1"]["mean"],
-        "name_hit_at_k": rates["name_hit_at_k"]["mean"],
-        "k": settings.k,
-        "matcher": settings.matcher,
-        "rates": rates,
-        "per_step_index": {
-            key: breakdown(rows, lambda r: r["step"], flag(key)) for key in ("hit_at_1", "name_hit_at_1")
-        },
-        "per_level": {
-            key: breakdown(rows, lambda r: r["level"], flag(key)) for key in ("hit_at_1", "name_hit_at_1")
-        },
-        "per_tool": {
-            key: breakdown(rows, lambda r: r["gold_tool"], flag(key)) for key in ("hit_at_1", "name_hit_at_1")
-        },
-        "latency": {**latency_stats([float(r["latency"]) for r in rows]), "source": "replay batches"},
-        "speculator_latency_source": source,
-        "speedup": sim1["speedup"],
-        "bound": sim1["bound"],
-        "time_saved_seconds": sim1["time_saved_seconds"],
-        "wasted_calls": sim1["wasted_calls"],
-        "wasted_cost": sim1["wasted_cost"],
-        "simulation": sim1,
-        "simulation_at_k": at_k.summary(settings.cost_per_call),
-        "sweep": sweep(top1_steps),
-        "frontier": frontier,
-        "reliability": _reliability(rows),
-    }
 
 
 def calibrate(
@@ -454,31 +295,38 @@ def replay(
     write_jsonl(steps_path, all_rows)
     by_name = {name: [r for r in all_rows if r["predictor"] == name] for name in predictors}
     trace_map = {t.id: t for t in traces}
-    summary: dict[str, Any] = {
-        "traces": len(traces),
-        "steps": len(contexts),
-        "k": settings.k,
-        "matcher": settings.matcher,
-        "threshold": settings.threshold if settings.matcher == "jaccard" else None,
-        "latency_model": settings.latency.describe(),
-        "speculator_latency": {n: str(d) for n, d in settings.speculator_latency.items()},
-        "predictors": list(predictors),
-    }
+    predictor_summaries: dict[str, Any] = {}
+    timeline: list[dict[str, Any]] = []
     for name, rows_ in by_name.items():
-        summary[name] = summarise_predictor(name, rows_, trace_map, registry, settings, latencies.get(name))
+        entry, traced = summarise_predictor(name, rows_, trace_map, registry, settings, latencies.get(name))
+        timeline += traced
         if name in calibrations:
-            summary[name]["calibration"] = calibrations[name]
+            entry["calibration"] = calibrations[name]
         if name in latencies:
-            summary[name]["next_call_latency"] = {
+            entry["next_call_latency"] = {
                 "cached_prefix": latencies[name]["cached_prefix_stats"],
                 "no_cached_prefix": latencies[name]["no_cached_prefix_stats"],
             }
-    summary["paired"] = {}
+        predictor_summaries[name] = entry
+    tests = {}
     for a, b in itertools.combinations(predictors, 2):
         ra, rb = by_name[a], by_name[b]
-        summary["paired"][f"{b} vs {a}"] = {
+        tests[f"{b} vs {a}"] = {
             key: paired([r[key] for r in ra], [r[key] for r in rb])
             for key in ("hit_at_1", "name_hit_at_1", "hit_at_k")
         }
-    write_json(out / "summary.json", summary)
-    return summary
+    summary = ReplaySummary.new(
+        traces=len(traces),
+        steps=len(contexts),
+        k=settings.k,
+        matcher=settings.matcher,
+        threshold=settings.threshold if settings.matcher == "jaccard" else None,
+        latency_model=settings.latency.describe(),
+        speculator_latency={n: str(d) for n, d in settings.speculator_latency.items()},
+        settings=settings.describe(),
+        predictors=list(predictors),
+        **predictor_summaries,
+        paired=tests,
+    )
+    write_jsonl(out / "timeline.jsonl", timeline)
+    return summary.write(out / "summary.json")

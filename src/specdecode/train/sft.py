@@ -26,6 +26,7 @@ from specdecode.jsonl import atomic_path, write_json
 from specdecode.prompts import PromptOptions
 from specdecode.records import ChatRecord
 from specdecode.registry import load_registry
+from specdecode.results import TrainingCurves, TrainingSummary
 from specdecode.settings import TrainConfig
 from specdecode.train.batching import (
     MemoryPlan,
@@ -34,8 +35,10 @@ from specdecode.train.batching import (
     measured_peak_gib,
     plan_memory,
 )
+from specdecode.train.checkpoints import existing_checkpoints, last_complete_checkpoint
 from specdecode.train.data import DataReport, build_examples, load_chat_file
 from specdecode.train.loss import speculator_trainer
+from specdecode.train.outputs import curves, model_card
 
 console = Console(stderr=True)
 
@@ -171,102 +174,6 @@ def _training_args(config: TrainConfig) -> Any:
     )
 
 
-def curves(
-    log_history: list[dict[str, Any]], initial_eval_loss: float | None = None
-) -> dict[str, list[dict[str, float]]]:
-    """Training and validation curves (with perplexity) from the trainer's log history.
-
-    The evaluation before training (lost from the history when training starts) is the
-    validation curve's step 0; the final evaluation repeats the last step's and is dropped."""
-    train = [
-        {"step": e["step"], "loss": e["loss"], "learning_rate": e.get("learning_rate", 0.0)}
-        for e in log_history
-        if "loss" in e
-    ]
-    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
-    if initial_eval_loss is not None:
-        evals.insert(0, (0, initial_eval_loss))
-    val: list[dict[str, float]] = []
-    for step, loss in evals:
-        if val and val[-1]["step"] == step:
-            continue
-        val.append({"step": step, "loss": loss, "perplexity": math.exp(min(loss, 50))})
-    return {"train": train, "validation": val}
-
-
-def _model_card(config: TrainConfig, summary: dict[str, Any]) -> str:
-    best = summary.get("best_eval_loss")
-    return f"""---
-library_name: peft
-base_model: {config.model_name}
-tags: [specdecode, speculator, lora, trl]
----
-# Speculator adapter
-
-A LoRA adapter (r={config.lora_r}, alpha={config.lora_alpha}, all linear projections) trained by
-`specdecode train` to predict an agent's next tool call (`{config.form}` form, registry
-`{config.registry}`).
-
-| | |
-|---|---|
-| base model | `{config.model_name}` |
-| training file | `{config.train_file}` ({summary["train_examples"]} examples) |
-| validation | `{config.val_file or f"held-out {config.val_split}"}` ({summary["val_examples"]} examples) |
-| steps | {summary["global_step"]} |
-| best validation loss | {best if best is None else f"{best:.4f} (perplexity {math.exp(best):.2f})"} |
-| final validation loss | {summary["final_eval_loss"]:.4f} |
-
-Load it with PEFT:
-
-```python
-from peft import PeftModel
-from transformers import AutoModelForCausalLM
-model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), "{config.output_dir}")
-```
-
-Files: `train_config.yaml` (resolved configuration), `tools.yaml` (registry used),
-`training_curves.json`, `training_summary.json`.
-"""
-
-
-def _existing_checkpoints(output_dir: Path) -> list[Path]:
-    return sorted(output_dir.glob("checkpoint-*")) if output_dir.is_dir() else []
-
-
-def _complete_checkpoint(folder: Path) -> bool:
-    """Saved to the end: the trainer state (written last) parses, and the adapter weights are there."""
-    try:
-        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return any((folder / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin"))
-
-
-def _last_complete_checkpoint(output_dir: Path) -> str | None:
-    """The newest ``checkpoint-N`` that was saved to the end; warns about newer half-written ones
-    (a kill during a save) that it skips."""
-
-    def step(folder: Path) -> str:
-        return folder.name.removeprefix("checkpoint-")
-
-    numbered = [p for p in _existing_checkpoints(output_dir) if p.is_dir() and step(p).isdigit()]
-    skipped: list[str] = []
-    found: Path | None = None
-    for folder in sorted(numbered, key=lambda p: int(step(p)), reverse=True):
-        if _complete_checkpoint(folder):
-            found = folder
-            break
-        skipped.append(folder.name)
-    if skipped:
-        console.print(
-            f"[yellow]warning:[/] --resume: skipping incomplete checkpoint(s) {', '.join(skipped)} in "
-            f"{output_dir} (no trainer_state.json or adapter weights: a save cut short?)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return str(found) if found is not None else None
-
-
 @dataclass
 class Run:
     """What setup hands to training: the trainer, its data and where it starts from."""
@@ -366,7 +273,7 @@ def setup(config: TrainConfig) -> Run:
     config.validate_run()
     started = time.time()
     output_dir = Path(config.output_dir)
-    checkpoints = _existing_checkpoints(output_dir)
+    checkpoints = existing_checkpoints(output_dir)
     if checkpoints and not config.resume:
         raise InputError(
             "holds checkpoints of an earlier run: pass --resume to continue it, or choose a new --output_dir",
@@ -413,7 +320,7 @@ def setup(config: TrainConfig) -> Run:
     if decoder_layers:
         trainer.checkpointing = (decoder_layers, plan)
     trainer.padded_budget = not use_padding_free(config)
-    last = _last_complete_checkpoint(output_dir) if checkpoints else None
+    last = last_complete_checkpoint(output_dir) if checkpoints else None
     if config.resume and last is None:
         console.print("[yellow]--resume: no checkpoint found, starting from the beginning[/]")
     return Run(trainer, tokenizer, train_rows, val_rows, reports, last, started, plan)
@@ -429,24 +336,27 @@ def train_model(config: TrainConfig, run: Run) -> dict[str, Any]:
     initial = None if run.last_checkpoint else trainer.evaluate()["eval_loss"]
     result = trainer.train(resume_from_checkpoint=run.last_checkpoint)
     final = trainer.evaluate()
-    return {
-        "global_step": trainer.state.global_step,
-        "initial_eval_loss": initial,
-        "best_eval_loss": trainer.state.best_metric,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "final_eval_loss": final["eval_loss"],
-        "final_eval_perplexity": math.exp(min(final["eval_loss"], 50)),
-        "train_loss": result.training_loss,
-        "train_examples": len(run.train_rows),
-        "val_examples": len(run.val_rows),
-        "data": [r.summary() for r in run.reports],
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "mixed_precision": mixed_precision(config.mixed_precision),
-        "seconds": round(time.time() - run.started, 1),
-        "resumed_from": run.last_checkpoint,
-        "memory": _memory_summary(run, result.metrics),
-    }
+    summary = TrainingSummary.new(
+        **{
+            "global_step": trainer.state.global_step,
+            "initial_eval_loss": initial,
+            "best_eval_loss": trainer.state.best_metric,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "final_eval_loss": final["eval_loss"],
+            "final_eval_perplexity": math.exp(min(final["eval_loss"], 50)),
+            "train_loss": result.training_loss,
+            "train_examples": len(run.train_rows),
+            "val_examples": len(run.val_rows),
+            "data": [r.summary() for r in run.reports],
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "mixed_precision": mixed_precision(config.mixed_precision),
+            "seconds": round(time.time() - run.started, 1),
+            "resumed_from": run.last_checkpoint,
+            "memory": _memory_summary(run, result.metrics),
+        }
+    )
+    return summary.dump()
 
 
 def _memory_summary(run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -486,13 +396,12 @@ def save(config: TrainConfig, run: Run, summary: dict[str, Any]) -> None:
     registry = load_registry(config.registry)
     with atomic_path(output_dir / "tools.yaml") as tmp:
         tmp.write_text(yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False))
-    write_json(
-        output_dir / "training_curves.json",
-        curves(trainer.state.log_history, summary["initial_eval_loss"]),
+    TrainingCurves.new(**curves(trainer.state.log_history, summary["initial_eval_loss"])).write(
+        output_dir / "training_curves.json"
     )
-    write_json(output_dir / "training_summary.json", summary)
+    TrainingSummary.model_validate(summary).write(output_dir / "training_summary.json")
     with atomic_path(output_dir / "README.md") as tmp:
-        tmp.write_text(_model_card(config, summary), encoding="utf-8")
+        tmp.write_text(model_card(config, summary), encoding="utf-8")
     console.print(
         f"[green]✓[/] adapter → {output_dir} (step {summary['global_step']}, "
         f"validation loss {summary['final_eval_loss']:.4f}, best {summary['best_eval_loss']})"

