@@ -33,6 +33,7 @@ from specdecode.results.evaluation import (
     CompareSummary,
     EvalRow,
     EvalSummary,
+    Fingerprint,
     LatencySummary,
     ModelSummary,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "DataStage",
     "EvalRow",
     "EvalSummary",
+    "Fingerprint",
     "LatencyFile",
     "LatencyRecord",
     "LatencySummary",

@@ -41,6 +41,10 @@ class Answer(ResultModel):
     def flag(self, metric: str) -> bool:
         return bool(self.metrics.get(metric))
 
+    def value(self, metric: str) -> Any:
+        """One metric of this answer (None when it was not computed)."""
+        return self.metrics.get(metric)
+
 
 class EvalRow(Answer, ExampleFields):
     """A row of ``eval``: the example, the answer, the prototype's ``accuracy``, the run id."""
@@ -83,6 +87,22 @@ CompareRow = create_model(
 
 
 # --------------------------------------------------------------------------- summaries
+class Fingerprint(ResultModel):
+    """Everything a run's answers depend on (``evaluate.run.run_fingerprint``: model, adapter,
+    mode, backend, registry hash, prompt and generation settings, input file hash; the judge's
+    model for ``compare``); its hash is the ``run`` id of every row.
+
+    Its keys are kept in the order the run wrote them: ``command``, ``judge``, ``base_model``,
+    ``adapter``, ``lora_name``, ``mode``, ``backend``, ``dtype``, ``registry`` (hash),
+    ``tool_style``, ``prompt_form``, ``constrained``, ``max_new_tokens``, ``temperature``,
+    ``repetition_penalty``, ``seed``, ``test_file_sha256``.
+    """
+
+    def field(self, name: str) -> Any:
+        """One recorded setting (None when the run did not record it)."""
+        return (self.model_extra or {}).get(name)
+
+
 class LatencySummary(ResultModel):
     """Per-request latency (batch start to the request's last token)."""
 
@@ -110,6 +130,14 @@ class ModelSummary(ResultModel):
     tokens_per_s: Number | None = None
     mode: str | None = None
 
+    def rate(self, metric: str) -> Rate | None:
+        """A metric's rate, None when the summary has none."""
+        return self.metrics.get(metric)
+
+    def groups(self, group: str, metric: str) -> Breakdown:
+        """``per_level`` or ``per_tool`` of one metric (empty when absent)."""
+        return getattr(self, group).get(metric) or {}
+
 
 class EvalSummary(ModelSummary, Versioned):
     """``R.summary.json`` of ``eval``."""
@@ -121,9 +149,7 @@ class EvalSummary(ModelSummary, Versioned):
     adapter: bool | None = None
     seconds: Number | None = None
     run: str | None = None
-    fingerprint: dict[str, Any] = Field(
-        default_factory=dict, description="the settings the answers depend on"
-    )
+    fingerprint: Fingerprint = Field(default_factory=Fingerprint)
 
 
 class Agreement(ResultModel):
@@ -153,9 +179,14 @@ class CompareSummary(Versioned):
     winners: dict[str, int] = Field(default_factory=dict)
     seconds: Number | None = None
     run: str | None = None
-    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    fingerprint: Fingerprint = Field(default_factory=Fingerprint)
     judge_agreement: Agreement | None = None
     judge_score_agreement: Agreement | None = None
     judge_order_consistency: Number | None = None
     judge_position_picks: dict[str, int] | None = None
     judge_client: dict[str, Any] | None = None
+    kappa: Number | None = Field(None, description="judge agreement as early judges wrote it")
+
+    def test(self, metric: str) -> PairedTest:
+        """The paired test of one metric (an empty one when there is none)."""
+        return self.paired.get(metric) or PairedTest()

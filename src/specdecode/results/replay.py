@@ -156,7 +156,10 @@ class PredictorSummary(ResultModel):
 
     @property
     def wasted_top1(self) -> int | None:
-        return self.simulation.wasted_calls if self.simulation else self.wasted_calls
+        """Wasted calls launching the top guess (the simulation's, else the flat count)."""
+        if self.simulation is not None and self.simulation.wasted_calls is not None:
+            return self.simulation.wasted_calls
+        return self.wasted_calls
 
 
 class LatencyModelRecord(ResultModel):
