@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 from collections import Counter
@@ -27,6 +26,22 @@ from specdecode.data import convert, synthesize
 from specdecode.gaia import stratified_split
 from specdecode.jsonl import atomic_path, write_json, write_jsonl
 from specdecode.registry import load_registry
+from specdecode.report.summary_md import agent_lines, summary_lines
+from specdecode.results import (
+    STAGES,
+    AgentCheck,
+    AgentStage,
+    CompareStage,
+    CompareSummary,
+    DataStage,
+    ReplaySummary,
+    SpeculateStage,
+    StageRecord,
+    StageResult,
+    TrainingSummary,
+    TrainStage,
+    read_result,
+)
 
 console = Console(stderr=True)
 MODEL = "smollm2-135m"
@@ -50,20 +65,29 @@ def file_digest(path: Path) -> str:
 
 
 def stage(out: Path, name: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``run`` unless a stored result with the same key exists; store and return its result."""
-    record = out / "stages" / f"{name}.json"
+    """Run ``run`` unless a stored result with the same key exists; store and return its result
+    (``stages/NAME.json``, a :class:`specdecode.results.StageRecord`)."""
+    path = out / "stages" / f"{name}.json"
     key = {"stage": name, "version": __version__, **key}
-    if record.is_file():
-        stored = json.loads(record.read_text(encoding="utf-8"))
-        if stored.get("key") == _digest(key):
+    if path.is_file():
+        stored = read_result(path, StageRecord)
+        if stored.key == _digest(key):
             console.print(f"[dim]↺ {name}: reused (inputs unchanged)[/]")
-            return stored["result"]
+            return stored.result
     console.rule(f"[bold]{name}")
     started = time.time()
     result = run()
     result["seconds"] = round(time.time() - started, 1)
-    write_json(record, {"key": _digest(key), "result": result})
-    return result
+    typed = STAGES.get(name, StageResult).model_validate(result).dump()
+    StageRecord.new(key=_digest(key), result=typed).write(path)
+    return typed
+
+
+def stage_results(out: Path) -> dict[str, StageResult]:
+    """Every stored stage result of a run directory, typed, in pipeline order."""
+    found = {p.stem: p for p in (out / "stages").glob("*.json")}
+    order = [*STAGES, *sorted(set(found) - set(STAGES))]
+    return {name: read_result(found[name], StageRecord).typed(name) for name in order if name in found}
 
 
 # --------------------------------------------------------------------------- stages
@@ -118,17 +142,17 @@ def train_stage(out: Path, seed: int, max_steps: int, form: str) -> dict[str, An
         seed=seed,
         resume=same and any(adapter.glob("checkpoint-*")),
     )
-    summary = train(config)
+    summary = TrainingSummary.model_validate(train(config))
     return {
         "form": form,
         "lora_r": config.lora_r,
-        "steps": summary["global_step"],
+        "steps": summary.global_step,
         "batch": config.per_device_train_batch_size,
-        "train_seconds": summary["seconds"],
-        "mixed_precision": summary.get("mixed_precision"),
-        "initial_eval_loss": summary["initial_eval_loss"],
-        "final_eval_loss": summary["final_eval_loss"],
-        "final_eval_perplexity": summary["final_eval_perplexity"],
+        "train_seconds": summary.seconds,
+        "mixed_precision": summary.mixed_precision,
+        "initial_eval_loss": summary.initial_eval_loss,
+        "final_eval_loss": summary.final_eval_loss,
+        "final_eval_perplexity": summary.final_eval_perplexity,
     }
 
 
@@ -148,15 +172,15 @@ def compare_stage(out: Path, mode: str, limit: int | None) -> dict[str, Any]:
         max_new_tokens=None if mode == "next-call" else 192,
         overwrite=True,
     )
-    summary = run_compare(settings)
+    summary = CompareSummary.model_validate(run_compare(settings))
     metrics = ("parse_ok", "first_call_name", "first_call_exact", "name_f1", "args_match")
     return {
         "mode": mode,
-        "n": summary["n"],
+        "n": summary.n,
         "file": f"{name}.jsonl",
-        "base": {m: summary["base"]["metrics"][m] for m in metrics},
-        "lora": {m: summary["lora"]["metrics"][m] for m in metrics},
-        "paired": {m: summary["paired"][m] for m in metrics if m in summary["paired"]},
+        "base": {m: summary.base.metrics[m].dump() for m in metrics},
+        "lora": {m: summary.lora.metrics[m].dump() for m in metrics},
+        "paired": {m: summary.paired[m].dump() for m in metrics if m in summary.paired},
     }
 
 
@@ -172,9 +196,9 @@ def speculation_stage_result(out: Path, registry: str) -> dict[str, Any]:
         registry,
         val_traces=out / "traces" / "val.jsonl",
     )
-    replay = json.loads((out / "speculate" / "replay" / "summary.json").read_text(encoding="utf-8"))
-    names = list(replay["predictors"])
-    hit = {n: replay[n]["rates"]["hit_at_1"]["mean"] or 0.0 for n in names}
+    replay = read_result(out / "speculate" / "replay" / "summary.json", ReplaySummary)
+    names = list(replay.results)
+    hit = {n: p.rate("hit_at_1").mean or 0.0 for n, p in replay.results.items()}
     best = max(names, key=lambda n: hit[n])
     headline = ", ".join(f"{n} {hit[n]:.2f}" for n in names)
     return {"lines": lines, "headline": f"hit@1 (name+args): {headline}; best {best}"}
@@ -195,106 +219,35 @@ def agent_stage(out: Path, registry: str, seed: int) -> dict[str, Any]:
     latency = LatencyModel.from_specs("fixed:0.06", ["uniform:0.02,0.06", "final_answer=fixed:0"], seed=seed)
     result = live_check(test, reg, fit_tables(train)["pattern"], latency)
     write_json(out / "agent.json", result)
-    lines = [
-        "## Live agent (recorded actor, tools that sleep)",
-        "",
-        f"{result['traces']} test traces ({result['steps']} calls) replayed as a live agent: the actor "
-        "thinks 60 ms per step, tools sleep 20–60 ms (final answer free); the pattern table "
-        "speculates through `SpeculativeExecutor`.",
-        "",
-        "| | without executor | with executor | saved | speed-up |",
-        "|---|---:|---:|---:|---:|",
-        f"| measured | {result['wall_without_s']:.2f} s | {result['wall_with_s']:.2f} s | "
-        f"{result['measured_saving_s']:.2f} s | {result['measured_speedup']:.3f}× |",
-        f"| replay's prediction | {result['predicted_baseline_s']:.2f} s | "
-        f"{result['predicted_speculative_s']:.2f} s | {result['predicted_saving_s']:.2f} s | "
-        f"{result['predicted_speedup']:.3f}× |",
-        "",
-        f"Executor: {result['hits']} hits, {result['misses']} misses, {result['wasted_calls']} wasted calls "
-        f"(replay predicted {result['predicted_wasted_calls']}); measured saving "
-        f"{100 * result['relative_error']:.0f} % away from the prediction.",
-    ]
-    return {**{k: v for k, v in result.items() if not isinstance(v, float) or v == v}, "lines": lines}
+    check = AgentCheck.model_validate(result)
+    fields = {
+        k: v
+        for k, v in check.dump().items()
+        if k != "schema_version" and (not isinstance(v, float) or v == v)
+    }
+    return {**fields, "lines": agent_lines(check)}
 
 
 # --------------------------------------------------------------------------- summary
-def _rate(r: dict[str, Any]) -> str:
-    if r.get("mean") is None:
-        return "–"
-    return f"{r['mean']:.3f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+def headline(result: StageResult) -> str:
+    """What one stage found, in a line."""
+    r = result
+    if isinstance(r, DataStage):
+        return f"{r.n} traces, " + ", ".join(f"{k} {v.total}" for k, v in r.levels.items())
+    if isinstance(r, TrainStage):
+        return f"{r.steps} steps, val loss {r.initial_eval_loss:.2f} → {r.final_eval_loss:.2f}"
+    if isinstance(r, CompareStage):
+        key = "first_call_exact" if r.mode == "next-call" else "name_f1"
+        b, lo, p = r.base[key].mean, r.lora[key].mean, r.paired.get(key)
+        return f"{key}: base {b:.2f} → LoRA {lo:.2f}" + (f" (p={p.mcnemar_p:.1g})" if p else "")
+    if isinstance(r, AgentStage):
+        return f"measured {r.measured_speedup:.2f}× vs predicted {r.predicted_speedup:.2f}×, {r.hits} hits"
+    return r.headline or "" if isinstance(r, SpeculateStage) else ""
 
 
-def summary_lines(results: dict[str, dict[str, Any]]) -> list[str]:
-    """The Markdown summary of the stages that ran (printed at the end and kept as summary.md)."""
-    lines = ["# specdecode demo", ""]
-    data = results["data"]
-    lines += [
-        f"## Data\n\n{data['n']} synthetic GAIA-format traces (registry `{data['registry']}`, seed "
-        f"{data['seed']}), split by level:\n",
-        "| split | L1 | L2 | L3 | total |",
-        "|---|---:|---:|---:|---:|",
-        *(f"| {k} | {v['L1']} | {v['L2']} | {v['L3']} | {v['total']} |" for k, v in data["levels"].items()),
-    ]
-    t = results["train"]
-    lines += [
-        "",
-        "## Training",
-        "",
-        f"LoRA r={t['lora_r']} on SmolLM2-135M-Instruct, `{t['form']}` form, {t['steps']} steps of "
-        f"{t['batch']} examples ({t['train_seconds']} s, mixed precision: {t['mixed_precision']}).",
-        "",
-        "| | validation loss | perplexity |",
-        "|---|---:|---:|",
-        f"| before training | {t['initial_eval_loss']:.3f} | {math.exp(t['initial_eval_loss']):.2f} |",
-        f"| after training | {t['final_eval_loss']:.3f} | {t['final_eval_perplexity']:.2f} |",
-    ]
-    for key in ("compare", "compare_trace"):
-        if key not in results:
-            continue
-        c = results[key]
-        lines += [
-            "",
-            f"## Base vs. LoRA ({c['mode']} mode, test split)",
-            "",
-            f"{c['n']} examples; 95 % bootstrap intervals; exact McNemar test on the paired outcomes.",
-            "",
-            "| metric | base | LoRA | wins / ties / losses | McNemar p |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for metric, base in c["base"].items():
-            p = c["paired"].get(metric)
-            paired = f"{p['wins']} / {p['ties']} / {p['losses']} | {p['mcnemar_p']:.2g}" if p else "– | –"
-            lines.append(f"| {metric} | {_rate(base)} | {_rate(c['lora'][metric])} | {paired} |")
-        lines += ["", f"Per-example results: `{c['file']}`."]
-    if "speculate" in results:
-        lines += ["", *results["speculate"]["lines"]]
-    if "agent" in results:
-        lines += ["", *results["agent"]["lines"]]
-    return lines
-
-
-def headlines(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+def headlines(results: dict[str, StageResult]) -> list[tuple[str, str, str]]:
     """One line per stage for the closing screen: (stage, seconds, what it found)."""
-    rows = []
-    for name, r in results.items():
-        seconds = f"{r.get('seconds', 0):.0f} s"
-        if name == "data":
-            found = f"{r['n']} traces, " + ", ".join(f"{k} {v['total']}" for k, v in r["levels"].items())
-        elif name == "train":
-            found = f"{r['steps']} steps, val loss {r['initial_eval_loss']:.2f} → {r['final_eval_loss']:.2f}"
-        elif name.startswith("compare"):
-            key = "first_call_exact" if r["mode"] == "next-call" else "name_f1"
-            b, lo, p = r["base"][key]["mean"], r["lora"][key]["mean"], r["paired"].get(key, {})
-            found = f"{key}: base {b:.2f} → LoRA {lo:.2f}" + (f" (p={p['mcnemar_p']:.1g})" if p else "")
-        elif name == "agent":
-            found = (
-                f"measured {r['measured_speedup']:.2f}× vs predicted {r['predicted_speedup']:.2f}×, "
-                f"{r['hits']} hits"
-            )
-        else:
-            found = r.get("headline", "")
-        rows.append((name, seconds, found))
-    return rows
+    return [(name, f"{r.seconds or 0:.0f} s", headline(r)) for name, r in results.items()]
 
 
 def run_demo(
@@ -352,7 +305,7 @@ def run_demo(
         {"train": traces["train"], "test": traces["test"], "registry": registry, "seed": seed},
         lambda: agent_stage(out, registry, seed),
     )
-    lines = summary_lines(results)
+    lines = summary_lines({name: STAGES[name].model_validate(r) for name, r in results.items()})
     summary = out / "summary.md"
     with atomic_path(summary) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import typer
 
@@ -22,18 +21,15 @@ def demo_cmd(settings: DemoSettings) -> None:
     a live agent with and without the executor → report.html. Rerunning reuses finished stages
     (each is keyed by its inputs and settings). About 8 minutes on 2 CPU cores.
     """
-    import json
-
     from rich.table import Table
 
-    from specdecode.demo import headlines, run_demo
+    from specdecode.demo import headlines, run_demo, stage_results
 
     started = time.time()
     summary = run_demo(
         settings.out, n=settings.n, seed=settings.seed, max_steps=settings.max_steps, form=settings.form
     )
-    stages = settings.out / "stages"
-    results = {p.stem: json.loads(p.read_text())["result"] for p in sorted(stages.glob("*.json"), key=_order)}
+    results = stage_results(settings.out)
     table = Table(title=f"specdecode demo — {time.time() - started:.0f} s")
     for column in ("stage", "time", "result"):
         table.add_column(column)
@@ -43,7 +39,3 @@ def demo_cmd(settings: DemoSettings) -> None:
     done(f"summary → {summary}")
     done(f"report → {settings.out / 'report.html'}  (open it in a browser; Markdown: report.md)")
 
-
-def _order(path: Path) -> int:
-    stages = ["data", "train", "compare", "compare_trace", "speculate", "agent"]
-    return stages.index(path.stem) if path.stem in stages else len(stages)

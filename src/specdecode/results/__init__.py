@@ -24,6 +24,7 @@ from specdecode.results.demo import (
     DataStage,
     SpeculateStage,
     StageRecord,
+    StageResult,
     TrainStage,
 )
 from specdecode.results.evaluation import (
@@ -85,6 +86,7 @@ __all__ = [
     "ResultModel",
     "SpeculateStage",
     "StageRecord",
+    "StageResult",
     "TimelineRow",
     "TimelineStep",
     "TrainConfigRecord",

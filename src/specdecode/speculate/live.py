@@ -19,6 +19,7 @@ from typing import Any
 
 from specdecode.records import ToolCall, TraceRecord, TraceStep
 from specdecode.registry import Registry
+from specdecode.results import AgentCheck
 from specdecode.speculate.executor import SpeculativeExecutor
 from specdecode.speculate.match import make_matcher
 from specdecode.speculate.predictors import Predictor, StepContext
@@ -123,7 +124,8 @@ def live_check(
     speculator_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Replay's predicted saving, then the measured one: the same traces without and with the
-    executor. Returns both, the executor's counters and how far apart they are.
+    executor. Returns both, the executor's counters and how far apart they are
+    (:class:`specdecode.results.AgentCheck`, as written to ``agent.json``).
 
     ``speculator_seconds`` > 0 makes every prediction take that long (a model's latency)."""
     traces = [t for t in traces if t.trace]
@@ -134,7 +136,7 @@ def live_check(
     with tempfile.TemporaryDirectory() as tmp:
         settings = ReplaySettings(k=1, latency=latency, speculator_latency=given, latency_samples=0)
         predicted = replay(traces, registry, {name: predictor}, tmp, settings)
-    sim = predicted[name]["simulation"]
+    sim = predicted[name]["simulation"]  # the dict replay returns (written as ReplaySummary)
     plain = run_plain(traces, RecordedTools(registry, latency), latency)
     tools = RecordedTools(registry, latency)
     with SpeculativeExecutor(
@@ -145,24 +147,26 @@ def live_check(
     measured = plain - speculative
     expected = sim["time_saved_seconds"]
     error = abs(measured - expected) / expected if expected else float("inf")
-    return {
-        "predictor": name,
-        "traces": len(traces),
-        "steps": sum(len(t.trace) for t in traces),
-        "wall_without_s": plain,
-        "wall_with_s": speculative,
-        "measured_saving_s": measured,
-        "predicted_saving_s": expected,
-        "predicted_baseline_s": sim["baseline_seconds"],
-        "predicted_speculative_s": sim["speculative_seconds"],
-        "measured_speedup": plain / speculative if speculative else None,
-        "predicted_speedup": sim["speedup"],
-        "bound": sim["bound"],
-        "relative_error": error,
-        "within_20_percent": error <= 0.2,
-        "hits": stats.hits,
-        "misses": stats.misses,
-        "wasted_calls": stats.wasted_calls,
-        "predicted_wasted_calls": sim["wasted_calls"],
-        "executor_time_saved_s": stats.time_saved,
-    }
+    return AgentCheck.new(
+        **{
+            "predictor": name,
+            "traces": len(traces),
+            "steps": sum(len(t.trace) for t in traces),
+            "wall_without_s": plain,
+            "wall_with_s": speculative,
+            "measured_saving_s": measured,
+            "predicted_saving_s": expected,
+            "predicted_baseline_s": sim["baseline_seconds"],
+            "predicted_speculative_s": sim["speculative_seconds"],
+            "measured_speedup": plain / speculative if speculative else None,
+            "predicted_speedup": sim["speedup"],
+            "bound": sim["bound"],
+            "relative_error": error,
+            "within_20_percent": error <= 0.2,
+            "hits": stats.hits,
+            "misses": stats.misses,
+            "wasted_calls": stats.wasted_calls,
+            "predicted_wasted_calls": sim["wasted_calls"],
+            "executor_time_saved_s": stats.time_saved,
+        }
+    ).dump()
