@@ -32,6 +32,7 @@ from specdecode.results.schemas import render
 
 OLD = Path(__file__).parent / "data" / "results-0.1"
 DOCS = Path(__file__).parent.parent / "docs" / "formats.md"
+DEMO_STAGES = ("data", "train", "compare", "speculate", "agent")
 FILES = [
     ("eval.summary.json", EvalSummary),
     ("compare.summary.json", CompareSummary),
@@ -40,7 +41,7 @@ FILES = [
     ("adapter/training_summary.json", TrainingSummary),
     ("adapter/training_curves.json", TrainingCurves),
     ("demo/agent.json", AgentCheck),
-    *((f"demo/stages/{name}.json", StageRecord) for name in ("data", "train", "compare", "speculate", "agent")),
+    *((f"demo/stages/{name}.json", StageRecord) for name in DEMO_STAGES),
 ]
 ROWS = [("eval.jsonl", EvalRow), ("compare.jsonl", CompareRow), ("replay/steps.jsonl", ReplayRow)]
 
@@ -70,14 +71,15 @@ def test_typed_reads_of_old_files() -> None:
     compare = read_result(OLD / "compare.summary.json", CompareSummary)
     assert compare.test("first_call_exact").counted and compare.fingerprint.field("command") == "compare"
     row = read_rows(OLD / "compare.jsonl", CompareRow)[0][0]
-    assert row.side("lora").metrics == json.loads((OLD / "compare.jsonl").read_text().splitlines()[0])["lora_metrics"]
+    first = json.loads((OLD / "compare.jsonl").read_text().splitlines()[0])
+    assert row.side("lora").metrics == first["lora_metrics"]
 
 
 def test_demo_markdown_renders_as_before() -> None:
     """The demo's Markdown from typed results equals what 0.1 wrote from the same results."""
     stages = {
         name: read_result(OLD / "demo" / "stages" / f"{name}.json", StageRecord).typed(name)
-        for name in ("data", "train", "compare", "speculate", "agent")
+        for name in DEMO_STAGES
     }
     assert set(stages) <= set(STAGES)
     expected = (OLD / "demo" / "summary.md").read_text(encoding="utf-8")
