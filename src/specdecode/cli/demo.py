@@ -38,4 +38,3 @@ def demo_cmd(settings: DemoSettings) -> None:
     console.print(table)
     done(f"summary → {summary}")
     done(f"report → {settings.out / 'report.html'}  (open it in a browser; Markdown: report.md)")
-
