@@ -55,7 +55,7 @@ def section() -> str:
         doc = " ".join((model.__doc__ or "").split())
         parts += [
             "",
-            f"### {model.__name__}",
+            f"#### {model.__name__}",
             "",
             f"{where}{f' — schema_version {version}' if version else ''}. {doc}".rstrip(),
             "",

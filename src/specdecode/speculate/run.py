@@ -85,15 +85,7 @@ def build_predictors(
         backend,
         has_adapter,
         table if fitted is not None else None,
-        {
-            "constrained": constrained,
-            "options": options,
-            "batch_size": batch_size,
-            "max_new_tokens": max_new_tokens,
-            "seed": seed,
-            "form": form,
-            "samples": samples,
-        },
+        registry.ModelSettings(constrained, options, batch_size, max_new_tokens, seed, form, samples),
     )
     out: dict[str, Predictor] = {}
     for spec in specs:

@@ -6,7 +6,7 @@
 from specdecode.speculate.predictors import registry
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext, contexts_of, dedupe
 from specdecode.speculate.predictors.model import HybridPredictor, ModelPredictor
-from specdecode.speculate.predictors.registry import BuildContext, PredictorSpec, register
+from specdecode.speculate.predictors.registry import BuildContext, ModelSettings, PredictorSpec, register
 from specdecode.speculate.predictors.table import (
     BigramMemoryPredictor,
     FrequencyPredictor,
@@ -27,6 +27,7 @@ __all__ = [
     "HybridPredictor",
     "LegacyPatternPredictor",
     "ModelPredictor",
+    "ModelSettings",
     "PatternPredictor",
     "Prediction",
     "Predictor",

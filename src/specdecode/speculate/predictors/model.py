@@ -328,13 +328,13 @@ def _model(context: BuildContext, adapter: bool, name: str) -> ModelPredictor:
         context.backend,
         adapter=adapter,
         name=name,
-        constrained=s.get("constrained", False),
-        options=s.get("options", PromptOptions()),
-        form=s.get("form", "steps") if adapter else "steps",
-        batch_size=s.get("batch_size", 16),
-        max_new_tokens=s.get("max_new_tokens", 96),
-        seed=s.get("seed", 0),
-        samples=s.get("samples"),
+        constrained=s.constrained,
+        options=s.options,
+        form=s.form if adapter else "steps",
+        batch_size=s.batch_size,
+        max_new_tokens=s.max_new_tokens,
+        seed=s.seed,
+        samples=s.samples,
     )
 
 

@@ -3,9 +3,10 @@
 A predictor is one module that calls :func:`register` with a :class:`PredictorSpec`: its name,
 a line of help, its colour in the report, and how to make it — a *table* is fitted on training
 traces (``speculate fit`` writes ``NAME.json``) and loaded from that file; a *model* predictor is
-built on a generation backend (and the fitted tables, when it uses them). The CLI's choices and
-help, ``speculate fit``, replay, the demo and the report's palette all read this registry, so a
-new predictor is one new module (plus its test): nothing else changes.
+built on a generation backend with its settings (:class:`ModelSettings`) and the fitted tables it
+uses (``uses_tables``), and may need the adapter (``needs_adapter``). The CLI's choices and help,
+``speculate fit``, replay, the demo and the report's palette all read this registry, so a new
+predictor is one new module (plus its test): nothing else changes (docs/design.md shows one).
 """
 
 from __future__ import annotations
@@ -14,9 +15,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from specdecode.prompts import PromptOptions
 from specdecode.records import TraceRecord
 
 PredictorKind = Literal["table", "model"]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The settings model predictors are built with (``speculate replay``'s generation flags)."""
+
+    constrained: bool = False
+    options: PromptOptions = field(default_factory=PromptOptions)
+    batch_size: int = 16
+    max_new_tokens: int = 96
+    seed: int = 0
+    form: str = "steps"  # the adapter's training form (the base model always reads steps)
+    samples: int | None = None  # sampled answers per step for top-k [default: 2 x (k - 1)]
 
 
 @dataclass
@@ -27,7 +42,7 @@ class BuildContext:
     backend: Any = None
     has_adapter: bool = False
     tables: Callable[[str], Any] | None = None  # name → the fitted table predictor
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: ModelSettings = field(default_factory=ModelSettings)
 
     def table(self, name: str) -> Any:
         if self.tables is None:

@@ -341,8 +341,8 @@ class VerifyPredictor(Predictor):
 
 def _verify(context: BuildContext) -> VerifyPredictor:
     s = context.settings
-    options = s.get("options", PromptOptions())
-    form = s.get("form", "steps") if context.has_adapter else "steps"
+    options = s.options
+    form = s.form if context.has_adapter else "steps"
     scorer = DraftScorer(context.backend, context.has_adapter, options, form)
     generator = ModelPredictor(
         context.backend,
@@ -352,8 +352,8 @@ def _verify(context: BuildContext) -> VerifyPredictor:
         options=options,
         form=form,
         batch_size=1,
-        max_new_tokens=s.get("max_new_tokens", 96),
-        seed=s.get("seed", 0),
+        max_new_tokens=s.max_new_tokens,
+        seed=s.seed,
         samples=0,
         sequential=True,
     )
