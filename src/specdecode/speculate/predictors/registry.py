@@ -103,8 +103,12 @@ def colour(name: str, index: int = 0) -> str:
 
 
 def _load_builtin() -> None:
-    """Import the modules that register the shipped predictors."""
-    import specdecode.speculate.predictors.model
-    import specdecode.speculate.predictors.table
-    import specdecode.speculate.predictors.table_v1
-    import specdecode.speculate.predictors.verify  # noqa: F401
+    """Import every module of the predictors package: each registers its predictors on import,
+    so a new module there is found without being named anywhere."""
+    import importlib
+    import pkgutil
+
+    import specdecode.speculate.predictors as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
