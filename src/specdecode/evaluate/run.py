@@ -351,7 +351,7 @@ def backend_for(settings: EvalSettings) -> Backend:
     from specdecode.evaluate.backends import make_backend
 
     extra: dict[str, Any] = {}
-    if settings.chat_template_kwargs:
+    if settings.disable_thinking:
         extra["chat_template_kwargs"] = {"enable_thinking": False}
     return make_backend(
         settings.backend,
