@@ -101,6 +101,16 @@ def trace_text(record: TraceRecord) -> str:
     return json.dumps({"trace": steps, "final_answer": record.final_answer}, ensure_ascii=False)
 
 
+def _tool_message(step: TraceStep, call_id: str, options: PromptOptions) -> dict[str, Any]:
+    """The ``tool`` message carrying a step's observation (clipped), answering ``call_id``."""
+    return {
+        "role": "tool",
+        "tool_call_id": call_id,
+        "name": step.action.tool_name,
+        "content": _clip(step.observation or "", options.max_observation_chars),
+    }
+
+
 def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -162,14 +172,7 @@ def native_messages(record: TraceRecord, options: PromptOptions = PromptOptions(
             }
         )
         if step.observation:
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call_id,
-                    "name": step.action.tool_name,
-                    "content": _clip(step.observation, options.max_observation_chars),
-                }
-            )
+            messages.append(_tool_message(step, call_id, options))
     return messages
 
 
@@ -212,14 +215,7 @@ def conversation_messages(
         call_id = f"call_{number}"
         messages.append(_call_message(step.action, call_id))
         if step.observation:
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call_id,
-                    "name": step.action.tool_name,
-                    "content": _clip(step.observation, options.max_observation_chars),
-                }
-            )
+            messages.append(_tool_message(step, call_id, options))
     if target is not None:
         messages.append(_call_message(target, f"call_{len(history)}"))
     return messages

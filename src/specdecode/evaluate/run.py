@@ -313,6 +313,15 @@ class EvalRun:
     examples: list[Example]
     config: GenerationConfig
     fingerprint: dict[str, Any]
+    settings: EvalSettings
+
+    def inputs(self) -> tuple[list[Example], Path, Registry, str, GenerationConfig]:
+        """What ``evaluate`` and ``compare`` take first: examples, output, registry, mode, config."""
+        return self.examples, self.settings.output_file, self.registry, self.settings.mode, self.config
+
+    def options(self) -> dict[str, Any]:
+        """Their keyword options: the fingerprint and whether to replace another run's rows."""
+        return {"fingerprint": self.fingerprint, "overwrite": self.settings.overwrite}
 
 
 def prepare(settings: EvalSettings) -> EvalRun:
@@ -343,7 +352,7 @@ def prepare(settings: EvalSettings) -> EvalRun:
         settings.seed,
     )
     fingerprint = run_fingerprint(settings, registry, prompt_form)
-    return EvalRun(registry, examples, config, fingerprint)
+    return EvalRun(registry, examples, config, fingerprint, settings)
 
 
 def backend_for(settings: EvalSettings) -> Backend:
@@ -369,18 +378,7 @@ def backend_for(settings: EvalSettings) -> Backend:
 def run_eval(settings: EvalSettings) -> dict[str, Any]:
     """``specdecode eval``: one model on every example; returns the summary."""
     run = prepare(settings)
-    backend = backend_for(settings)
-    return evaluate(
-        backend,
-        run.examples,
-        settings.output_file,
-        run.registry,
-        settings.mode,
-        run.config,
-        adapter=True,
-        fingerprint=run.fingerprint,
-        overwrite=settings.overwrite,
-    )
+    return evaluate(backend_for(settings), *run.inputs(), adapter=True, **run.options())
 
 
 def run_compare(settings: CompareSettings) -> dict[str, Any]:
@@ -389,18 +387,7 @@ def run_compare(settings: CompareSettings) -> dict[str, Any]:
 
     judge = make_judge(settings.judge, **_judge_settings(settings))  # a bad judge fails before loading
     run = prepare(settings)
-    backend = backend_for(settings)
-    return compare(
-        backend,
-        run.examples,
-        settings.output_file,
-        run.registry,
-        settings.mode,
-        run.config,
-        judge,
-        fingerprint=run.fingerprint,
-        overwrite=settings.overwrite,
-    )
+    return compare(backend_for(settings), *run.inputs(), judge, **run.options())
 
 
 def _judge_settings(settings: CompareSettings) -> dict[str, Any]:

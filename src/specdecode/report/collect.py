@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from specdecode.results import (
     UNREADABLE,
@@ -39,6 +39,8 @@ SKIP_DIRS = {"figures", ".git", "__pycache__", "node_modules", ".venv"}
 TRAINING_FILES = ("training_curves.json", "training_summary.json", "train_config.yaml")
 MAX_DATA_FILES = 40
 M = TypeVar("M", bound=ResultModel)
+S = TypeVar("S", bound=ResultModel)
+R = TypeVar("R", bound=ResultModel)
 
 
 @dataclass
@@ -53,29 +55,20 @@ class Training:
 
 
 @dataclass
-class Results:
-    """One ``X.jsonl`` + ``X.summary.json`` pair of ``compare`` (base and adapter)."""
+class ResultFiles(Generic[S, R]):
+    """One ``X.jsonl`` + ``X.summary.json`` pair: the summary and its rows."""
 
     path: Path  # the summary file
-    summary: CompareSummary
-    rows: list[CompareRow] = field(default_factory=list)
+    summary: S
+    rows: list[R] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.path.name.removesuffix(".summary.json")
 
 
-@dataclass
-class Evaluation:
-    """One ``X.jsonl`` + ``X.summary.json`` pair of ``eval`` (one model)."""
-
-    path: Path
-    summary: EvalSummary
-    rows: list[EvalRow] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.path.name.removesuffix(".summary.json")
+Results = ResultFiles[CompareSummary, CompareRow]  # a comparison: base and adapter
+Evaluation = ResultFiles[EvalSummary, EvalRow]  # one model
 
 
 @dataclass

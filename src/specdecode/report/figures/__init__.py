@@ -5,13 +5,13 @@ import). Each takes numbers already computed by ``evaluate.metrics`` or ``specul
 
 from specdecode.report.figures.comparison import (
     breakdown_bars,
+    breakdown_lines,
     confusion_heatmaps,
     failure_bars,
     loss_curves,
     metric_bars,
 )
 from specdecode.report.figures.speculation import (
-    breakdown_lines,
     latency_distribution,
     launch_frontier,
     predictor_hits,

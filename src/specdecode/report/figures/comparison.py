@@ -1,5 +1,6 @@
-"""Figures of a training run and of base model vs adapter: loss curves, metric bars, hit rates by
-group, the first-tool confusion and the failure modes."""
+"""Figures of a training run and of base model vs adapter: loss curves, metric bars, a rate by
+group (bars) or by step index (lines, also the replay's), the first-tool confusion and the
+failure modes."""
 
 from __future__ import annotations
 
@@ -174,6 +175,35 @@ def breakdown_bars(
     fig.suptitle(title, x=0.01, ha="left", fontweight="bold", fontsize=11.5)
     if len(names) > 1:
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper right", ncols=len(names))
+    return fig
+
+
+@styled
+def breakdown_lines(series: Mapping[str, Rates], title: str, xlabel: str) -> Figure | None:
+    """A rate per step index as lines, one per predictor."""
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, ax = new(3.2)
+    for i, (name, table) in enumerate(series.items()):
+        groups = sort_groups(list(table))
+        xs = [float(g) if is_num(g) else j for j, g in enumerate(groups)]
+        ax.plot(
+            xs,
+            [mean(table[g]) or 0.0 for g in groups],
+            marker="o",
+            ms=4,
+            lw=1.8,
+            color=color(name, i),
+            label=name,
+        )
+    ax.set_ylim(0, 1.05)
+    percent_axis(ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("hit@1 (name and arguments)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title)
     return fig
 
 

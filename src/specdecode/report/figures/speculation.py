@@ -1,5 +1,5 @@
-"""Figures of a speculation replay: hit rates, hit rate by step, one trace's timeline, the
-speed-up sweep, wasted calls, latency, the launch-policy frontier and calibration."""
+"""Figures of a speculation replay: hit rates, one trace's timeline, the speed-up sweep, wasted
+calls, latency, the launch-policy frontier and calibration."""
 
 from __future__ import annotations
 
@@ -14,16 +14,13 @@ from specdecode.report.figures.style import (
     INK,
     MISS,
     MUTED,
-    Rates,
     color,
     err,
     finite,
-    is_num,
     mean,
     new,
     percent_axis,
     short,
-    sort_groups,
     styled,
 )
 from specdecode.results import PredictorSummary, TimelineRow
@@ -57,35 +54,6 @@ def predictor_hits(predictors: Predictors, k: int) -> Figure | None:
     ax.grid(axis="x", visible=False)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("Next-call hit rate of every predictor (95 % intervals)")
-    return fig
-
-
-@styled
-def breakdown_lines(series: Mapping[str, Rates], title: str, xlabel: str) -> Figure | None:
-    """A rate per step index as lines, one per predictor."""
-    series = {k: v for k, v in series.items() if v}
-    if not series:
-        return None
-    fig, ax = new(3.2)
-    for i, (name, table) in enumerate(series.items()):
-        groups = sort_groups(list(table))
-        xs = [float(g) if is_num(g) else j for j, g in enumerate(groups)]
-        ax.plot(
-            xs,
-            [mean(table[g]) or 0.0 for g in groups],
-            marker="o",
-            ms=4,
-            lw=1.8,
-            color=color(name, i),
-            label=name,
-        )
-    ax.set_ylim(0, 1.05)
-    percent_axis(ax)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("hit@1 (name and arguments)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title)
     return fig
 
 
