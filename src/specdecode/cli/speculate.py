@@ -101,13 +101,6 @@ def parse_costs(specs: list[str] | None) -> dict[str, float]:
     return out
 
 
-def _pct(summary: dict, key: str) -> str:
-    r = summary["rates"][key]
-    if r["mean"] is None:
-        return "–"
-    return f"{100 * r['mean']:.1f} [{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]"
-
-
 @settings_command(speculate_app, "replay", ReplayCommandSettings)
 def replay_cmd(settings: ReplayCommandSettings) -> None:
     """Replay gold traces step by step: hit@1/hit@k per predictor, paired tests, simulated speed-up."""
@@ -167,21 +160,20 @@ def replay_cmd(settings: ReplayCommandSettings) -> None:
         cost_per_call=s.cost_per_call,
         costs=parse_costs(s.tool_cost),
     )
-    summary = run_replay(s.traces, reg, predictors, s.out, replay_settings, s.limit, s.val_traces)
+    from specdecode.report.format import rate_text
+    from specdecode.results import ReplaySummary
+
+    summary = ReplaySummary.model_validate(
+        run_replay(s.traces, reg, predictors, s.out, replay_settings, s.limit, s.val_traces)
+    )
     k, matcher, out = s.k, s.matcher, s.out
-    table = Table(title=f"{summary['steps']} steps of {summary['traces']} traces, k={k}, matcher {matcher}")
+    table = Table(title=f"{summary.steps} steps of {summary.traces} traces, k={k}, matcher {matcher}")
     for column in ("predictor", "hit@1 %", f"hit@{k} %", "name hit@1 %", "speed-up", "bound", "wasted"):
         table.add_column(column, justify="left" if column == "predictor" else "right")
-    for name in predictors:
-        s = summary[name]
-        table.add_row(
-            name,
-            _pct(s, "hit_at_1"),
-            _pct(s, "hit_at_k"),
-            _pct(s, "name_hit_at_1"),
-            f"{s['speedup']:.3f}",
-            f"{s['bound']:.3f}",
-            str(s["wasted_calls"]),
-        )
+    for name, p in summary.results.items():
+        rates = [
+            rate_text(p.rate(key), unit="", ci_digits=0) for key in ("hit_at_1", "hit_at_k", "name_hit_at_1")
+        ]
+        table.add_row(name, *rates, f"{p.speedup:.3f}", f"{p.bound:.3f}", str(p.wasted_calls))
     console.print(table)
     done(f"steps → {out / 'steps.jsonl'}, summary → {out / 'summary.json'}")
