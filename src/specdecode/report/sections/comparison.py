@@ -108,20 +108,12 @@ def intro(ctx: Context, result: Results) -> Para:
 def headline_table(s: CompareSummary) -> Table:
     rows = []
     for metric in (*HEADLINE, "loop", "over_action"):
-        bm, lm = s.base.metrics.get(metric), s.lora.metrics.get(metric)
+        bm, lm = s.base.rate(metric), s.lora.rate(metric)
         if bm is None and lm is None:
             continue
-        test = s.paired.get(metric)
-        wtl = f"{test.wins} / {test.ties} / {test.losses}" if test is not None and test.counted else "–"
-        rows.append(
-            [
-                METRIC_LABELS.get(metric, metric),
-                pct(bm),
-                pct(lm),
-                wtl,
-                pvalue(test.mcnemar_p if test else None),
-            ]
-        )
+        test = s.test(metric)
+        wtl = f"{test.wins} / {test.ties} / {test.losses}" if test.counted else "–"
+        rows.append([METRIC_LABELS.get(metric, metric), pct(bm), pct(lm), wtl, pvalue(test.mcnemar_p)])
     return Table(["metric", "base", "adapter", "wins / ties / losses", "McNemar p"], rows)
 
 

@@ -99,9 +99,9 @@ def cards(s: ReplaySummary) -> list[Card]:
 def paired_table(s: ReplaySummary) -> Table | None:
     rows = []
     for pair, tests in s.paired.items():
-        t1, tn = tests.get("hit_at_1"), tests.get("name_hit_at_1")
-        if t1 is None or not t1.model_fields_set:
+        if "hit_at_1" not in tests or not tests["hit_at_1"].model_fields_set:
             continue
+        t1, tn = tests["hit_at_1"], tests.get("name_hit_at_1")
         shown = [str(v if v is not None else "–") for v in (t1.wins, t1.ties, t1.losses)]
         rows.append([pair, " / ".join(shown), pvalue(t1.mcnemar_p), pvalue(tn.mcnemar_p if tn else None)])
     if not rows:
