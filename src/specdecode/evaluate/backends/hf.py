@@ -28,6 +28,7 @@ from specdecode.evaluate.backends.types import (
     Generation,
     GenerationConfig,
     Request,
+    backend_identity,
     base_and_tokenizer,
     finish_text,
     shared_prefix_len,
@@ -136,7 +137,7 @@ class HFBackend:
     ):
         import torch
 
-        from specdecode.models import adapter_identity, load_model, resolve_dtype
+        from specdecode.models import load_model, resolve_dtype
 
         self.torch = torch
         base_path, self.tokenizer = base_and_tokenizer(base_model, lora_dir, trust_remote_code)
@@ -144,12 +145,7 @@ class HFBackend:
         self.model = load_model(base_path, resolve_dtype(dtype), trust_remote_code=trust_remote_code)
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.has_adapter = lora_dir is not None
-        self.identity = {
-            "backend": self.name,
-            "base_model": base_model,
-            "adapter": adapter_identity(lora_dir),
-            "dtype": self.dtype,
-        }
+        self.identity = backend_identity(self.name, base_model, lora_dir, self.dtype)
         if lora_dir is not None:
             from peft import PeftModel
 

@@ -73,6 +73,13 @@ class Backend(Protocol):
         ...
 
 
+def backend_identity(name: str, base_model: str, lora_dir: str | None, dtype: str) -> dict[str, Any]:
+    """What a backend's answers depend on (``Backend.identity``): engine, model, adapter, dtype."""
+    from specdecode.models import adapter_identity
+
+    return {"backend": name, "base_model": base_model, "adapter": adapter_identity(lora_dir), "dtype": dtype}
+
+
 def finish_text(text: str, config: GenerationConfig) -> str:
     """The answer as returned: up to the first stop string, and to the end of the first
     complete call when ``stop_at_first_call``."""

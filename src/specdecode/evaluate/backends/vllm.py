@@ -20,6 +20,7 @@ from specdecode.evaluate.backends.types import (
     Generation,
     GenerationConfig,
     Request,
+    backend_identity,
     base_and_tokenizer,
     finish_text,
     shared_prefix_len,
@@ -74,16 +75,11 @@ class VLLMBackend:
             ) from None
         import torch
 
-        from specdecode.models import adapter_identity, resolve_dtype
+        from specdecode.models import resolve_dtype
 
         base_path, self.tokenizer = base_and_tokenizer(base_model, lora_dir, trust_remote_code)
         self.has_adapter = lora_dir is not None
-        self.identity = {
-            "backend": self.name,
-            "base_model": base_model,
-            "adapter": adapter_identity(lora_dir),
-            "dtype": dtype,
-        }
+        self.identity = backend_identity(self.name, base_model, lora_dir, dtype)
         self.lora_dir = lora_dir
         rank = 16
         if lora_dir:
