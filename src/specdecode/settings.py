@@ -10,8 +10,8 @@ Precedence: the defaults here < a YAML ``--config`` file < flags given on the co
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml

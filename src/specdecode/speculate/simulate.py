@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-
 # --------------------------------------------------------------------------- distributions
 MAX_SECONDS = 1e6  # the longest latency (or mean latency) a distribution may give: 11.6 days
 
