@@ -697,7 +697,9 @@ def import_command(files: list[Path], out: Path) -> list[OtlpReport]:
     """Import OTLP/JSON files into one trace JSONL; report each file (stderr)."""
     from specdecode.cli._common import done, warn
     from specdecode.jsonl import write_jsonl
+    from specdecode.outputs import guard
 
+    guard(inputs=files, files={"--out": out})
     records: list[TraceRecord] = []
     reports = []
     for path in files:

@@ -27,7 +27,16 @@ Guarantees:
   speculated, matched, counted or recorded) and ``speculate``/``start``/``observe`` launch nothing;
 * ``close()`` never strands a real call: one already running an ``async def`` tool on the
   executor's background event loop (a thread's ``call``) finishes normally, because the loop is
-  stopped only once no such call is left — ``close()`` itself returns at once, without waiting.
+  stopped only once no such call is left — ``close()`` itself returns at once, without waiting;
+* a speculative result is served only to an **exactly equal** call (same tool, equal
+  arguments) unless the tool opts into a looser matcher (``serve_match={"search":
+  "normalised"}``): normalisation is for scoring predictions, not for handing the result of
+  ``"Paris  FRANCE"`` to ``"paris france"`` (file paths, case-sensitive ids);
+* the executor never keeps the process alive: its workers are daemon threads, so a speculative
+  call or a predictor that never returns is abandoned when the agent's program ends (with or
+  without ``close()``);
+* unused speculative work is cancelled where the tool allows it: an ``async def`` call whose
+  round ended unused is cancelled, and a queued sync call that has not started never starts.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import contextlib
 import contextvars
 import inspect
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,7 +57,7 @@ from typing import Any
 
 from specdecode.records import ToolCall, TraceStep
 from specdecode.registry import Registry
-from specdecode.speculate.match import make_matcher
+from specdecode.speculate.match import Matcher, make_matcher
 from specdecode.speculate.policy import LaunchPolicy, registry_costs, with_probs
 from specdecode.speculate.predictors.base import Predictor, StepContext
 from specdecode.speculate.schema import CallGuard
@@ -108,6 +118,76 @@ class ExecutorStats:
         return self.hits / real if real else 0.0
 
 
+class DaemonPool:
+    """A small pool of daemon worker threads (started as needed, up to ``workers``).
+
+    Unlike :class:`concurrent.futures.ThreadPoolExecutor`, whose threads the interpreter joins
+    at exit, nothing here keeps the process alive: work that never returns (a hung speculative
+    call or predictor) is abandoned when the program ends."""
+
+    def __init__(self, workers: int, name: str):
+        self._workers, self._name = max(1, workers), name
+        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run ``fn(*args)`` in a worker; its future. RuntimeError after :meth:`shutdown`."""
+        future: Future = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            self._queue.put((future, fn, args))
+            if self._idle == 0 and len(self._threads) < self._workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1  # that idle worker takes this item
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # the future carries it
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, fn, args
+            with self._lock:
+                if self._shutdown:
+                    return
+                self._idle += 1
+
+    def shutdown(self, cancel_futures: bool = True) -> None:
+        """Take no more work; cancel what has not started. Never waits for running work."""
+        with self._lock:
+            self._shutdown = True
+            threads = len(self._threads)
+        while cancel_futures:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in range(threads):
+            self._queue.put(None)
+
+
 @dataclass
 class _Spec:
     call: ToolCall
@@ -116,6 +196,9 @@ class _Spec:
     finished: float | None = None
     used: bool = False  # claimed by a real call, or counted wasted
     timed_out: bool = False  # the agent gave up waiting (its error is already counted)
+    cancelled: bool = False  # its round ended unused and the call was cancelled
+    handle: Future | None = None  # the running call (pool future or the coroutine's future)
+    is_async: bool = False  # an ``async def`` call (cancellable while it runs)
 
 
 @dataclass
@@ -169,7 +252,10 @@ class SpeculativeExecutor:
             as keyword arguments. A speculative call of a wrapper carrying ``ORIGINAL_ATTRIBUTE``
             runs the plain function it names (a sync one in the executor's own threads).
         k: candidates launched per step (each read-only candidate is one speculative call).
-        matcher: ``exact``, ``normalised`` or ``jaccard`` (with ``threshold``).
+        matcher: which real call a speculative result is served to: ``exact`` (default: same
+            tool, equal arguments), ``normalised`` or ``jaccard`` (with ``threshold``).
+        serve_match: tool name → matcher for that tool (a per-tool opt-in to a looser match,
+            e.g. ``{"search": "normalised"}`` for a search engine that ignores case).
         max_concurrency: speculative calls running at once, at most.
         timeout: seconds a speculative result is waited for (per tool: ``tool_timeouts``).
         auto: after each real call, record it in the history and speculate the next one.
@@ -186,8 +272,9 @@ class SpeculativeExecutor:
         tools: Mapping[str, Callable[..., Any]],
         *,
         k: int = 1,
-        matcher: str = "normalised",
+        matcher: str = "exact",
         threshold: float = 0.8,
+        serve_match: Mapping[str, str] | None = None,
         max_concurrency: int = 4,
         timeout: float = 30.0,
         tool_timeouts: Mapping[str, float] | None = None,
@@ -201,6 +288,9 @@ class SpeculativeExecutor:
         self.policy = policy or LaunchPolicy(0.0, self.k, registry_costs(registry))
         self.expected_seconds = dict(expected_seconds or {})
         self.matcher = make_matcher(matcher, threshold)
+        self.serve_match: dict[str, Matcher] = {
+            tool: make_matcher(name, threshold) for tool, name in (serve_match or {}).items()
+        }
         self.max_concurrency = max(1, max_concurrency)
         self.timeout, self.tool_timeouts = timeout, dict(tool_timeouts or {})
         self.question: str | None = None
@@ -208,8 +298,8 @@ class SpeculativeExecutor:
         self.history: list[TraceStep] = []
         self._lock = threading.RLock()
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
-        self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="speculative-call")
-        self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="speculator")
+        self._pool = DaemonPool(self.max_concurrency, "speculative-call")
+        self._predict_pool = DaemonPool(1, "speculator")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._real_on_loop = 0  # real calls running on the background loop now
@@ -327,8 +417,8 @@ class SpeculativeExecutor:
             self._closed = True
             self._close_round()
             loop = self._loop if self._real_on_loop == 0 else None
-        self._predict_pool.shutdown(wait=False, cancel_futures=True)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._predict_pool.shutdown(cancel_futures=True)
+        self._pool.shutdown(cancel_futures=True)
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
 
@@ -397,7 +487,7 @@ class SpeculativeExecutor:
             if round_.closed or round_ is not self._round:
                 return []
             for call in self.decide(prediction.calls[: self.k], prediction.probs):
-                if any(self.matcher(s.call, call) for s in round_.specs):
+                if any(self.serves(s.call, call) for s in round_.specs):
                     continue
                 if not self._slots.acquire(blocking=False):
                     self._count(skipped=1)
@@ -420,11 +510,21 @@ class SpeculativeExecutor:
             self.max_running = max(self.max_running, self.running)
         if inspect.iscoroutinefunction(fn):
             timeout = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
-            asyncio.run_coroutine_threadsafe(self._run_async(spec, fn, timeout), self._event_loop())
+            spec.is_async = True
+            spec.handle = asyncio.run_coroutine_threadsafe(
+                self._run_async(spec, fn, timeout), self._event_loop()
+            )
             return
         try:
-            self._pool.submit(self._run_sync, spec, fn)
+            spec.handle = self._pool.submit(self._run_sync, spec, fn)
         except RuntimeError:  # closed
+            self._done(spec, False, None)
+            return
+        spec.handle.add_done_callback(lambda handle: self._never_started(spec, handle))
+
+    def _never_started(self, spec: _Spec, handle: Future) -> None:
+        """A queued sync call cancelled before it started: its slot is freed here."""
+        if handle.cancelled():
             self._done(spec, False, None)
 
     def _run_sync(self, spec: _Spec, fn: Callable[..., Any]) -> None:
@@ -451,7 +551,7 @@ class SpeculativeExecutor:
         with self._lock:  # atomic with _outcome: a failure is counted once
             spec.finished = time.perf_counter()
             self.running -= 1
-            if not ok and not spec.timed_out:
+            if not ok and not spec.timed_out and not spec.cancelled:
                 self._count(errors=1)
             if not spec.future.done():
                 spec.future.set_result((ok, value))
@@ -526,10 +626,15 @@ class SpeculativeExecutor:
             if not self._may_speculate(real.tool_name):
                 return None
             for spec in round_.specs:
-                if not spec.used and self.matcher(spec.call, real):
+                if not spec.used and self.serves(spec.call, real):
                     spec.used = True
                     return spec
             return None
+
+    def serves(self, speculative: ToolCall, real: ToolCall) -> bool:
+        """Whether the result of ``speculative`` may be handed to the agent's ``real`` call: by
+        the tool's own ``serve_match`` entry, else the executor's ``matcher`` (exact by default)."""
+        return self.serve_match.get(real.tool_name, self.matcher)(speculative, real)
 
     def _finish_hit(self, real: ToolCall, spec: _Spec, value: Any, entered: float) -> Any:
         waited = time.perf_counter() - entered
@@ -545,13 +650,18 @@ class SpeculativeExecutor:
             self._count(direct=1)
 
     def _close_round(self) -> None:
-        """Count the round's unused speculative calls as wasted (cancel what has not started)."""
+        """Count the round's unused speculative calls as wasted and cancel them where the tool
+        allows it (an ``async def`` call; a sync call still queued)."""
         round_ = self._round
         round_.closed = True
         for spec in round_.specs:
             if not spec.used:
                 spec.used = True  # counted once
                 self._count(wasted_calls=1)
+                if spec.handle is not None and spec.finished is None:
+                    spec.cancelled = True  # before cancel(): its callback may end the call now
+                    if not spec.handle.cancel() and not spec.is_async:
+                        spec.cancelled = False  # a sync call already running: it runs to its end
         round_.specs = []
 
     def _after(self, real: ToolCall, result: Any) -> None:
