@@ -28,7 +28,15 @@ from specdecode.errors import InputError
 
 MAX_DEPTH = 64  # objects and arrays nested deeper than this are refused
 INT_RANGE = (-(2**63), 2**64)  # integers outside [low, high) are refused
-MAX_LINE_BYTES = int(os.environ.get("SPECDECODE_MAX_LINE_BYTES", str(256 * 2**20)))
+MAX_LINE_BYTES = 256 * 2**20  # the default longest line; SPECDECODE_MAX_LINE_BYTES sets another
+
+
+def max_line_bytes() -> int:
+    """The longest line a reader accepts: ``SPECDECODE_MAX_LINE_BYTES`` or ``MAX_LINE_BYTES``."""
+    try:
+        return max(1, int(os.environ.get("SPECDECODE_MAX_LINE_BYTES", MAX_LINE_BYTES)))
+    except ValueError:
+        return MAX_LINE_BYTES
 
 # A JSON escape of a UTF-16 surrogate: the only way a lone one gets into a decoded string
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -102,13 +110,14 @@ def iter_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, byte
     """``(line number, bytes)`` of each non-blank line of a regular file (CR stripped), each at
     most ``MAX_LINE_BYTES`` long."""
     data = read_bytes(path, what)
+    limit = max_line_bytes()
     for number, raw in enumerate(data.split(b"\n"), start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue
-        if len(raw) > MAX_LINE_BYTES:
+        if len(raw) > limit:
             raise InputError(
-                f"line of {len(raw)} bytes is longer than {MAX_LINE_BYTES} "
+                f"line of {len(raw)} bytes is longer than {limit} "
                 "(SPECDECODE_MAX_LINE_BYTES lifts the limit)",
                 path,
                 number,
@@ -263,6 +272,7 @@ __all__ = [
     "iter_lines",
     "load_yaml",
     "loads",
+    "max_line_bytes",
     "read_bytes",
     "read_json",
     "read_text",

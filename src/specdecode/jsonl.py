@@ -53,7 +53,7 @@ class ReadReport:
 
 def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
     """Yield ``(line_number, object or the error for that line)`` for each non-blank line."""
-    for number, raw in iter_lines(path, "JSONL file"):
+    for number, raw in iter_lines(path):
         try:
             obj = loads(raw, path, number)
         except InputError as exc:

@@ -242,11 +242,11 @@ def _walk(root: Path, warnings: list[str] | None = None) -> list[Path]:
 
 
 def _first_record(path: Path) -> dict[str, Any] | None:
-    from specdecode.inputs import MAX_LINE_BYTES, loads
+    from specdecode.inputs import loads, max_line_bytes
 
     try:
         with path.open("rb") as handle:
-            for raw in iter(lambda: handle.readline(MAX_LINE_BYTES), b""):
+            for raw in iter(lambda: handle.readline(max_line_bytes()), b""):
                 if raw.strip():
                     row = loads(raw, path)
                     return row if isinstance(row, dict) else None
