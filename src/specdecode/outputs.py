@@ -88,7 +88,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 def _say(label: str, text: str) -> str:
     """``text``, naming the option when the output came from one: ``… (--out)``."""
-    return f"{text} ({label})" if label.startswith("--") else text
+    return f"{text} ({label.split()[0]})" if label.startswith("--") else text
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -131,9 +131,24 @@ def _problem(target: _Target) -> tuple[str, Path] | None:
         folder = folder.parent
     if folder.exists() and not folder.is_dir():
         return PARENT_IS_FILE, path
-    if not os.access(folder, os.W_OK | os.X_OK):
+    refusal = _probe(folder)
+    if refusal is not None:
         where = "" if folder in (path, path.parent) else f" ({folder} is not writable)"
-        return f"cannot write here: permission denied{where}", path
+        return f"cannot write here: {refusal}{where}", path
+    return None
+
+
+def _probe(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (permissions, a read-only file system, ACLs),
+    found by creating and removing an empty one; None when it can."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".specdecode-probe-", dir=folder)
+    except OSError as exc:
+        return "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc)).lower()
+    os.close(fd)
+    os.unlink(probe)
     return None
 
 
@@ -163,14 +178,15 @@ def guard(
 
     Args:
         inputs: files (or folders) the command reads. ``None`` entries are ignored.
-        files: files the command writes (a mapping labels each for the message: ``{"--out": p}``).
+        files: files the command writes (a mapping labels each for the message: ``{"--out": p}``;
+            a label's first word is the option named).
         folders: folders that receive the listed ``files`` (and nothing else): they must be
             folders, or creatable as folders.
         trees: folders whose whole content is the command's (checkpoints, one file per id): none
             may hold an input.
         input_folders: folders read as a whole (a GAIA copy): nothing may be written inside.
     """
-    targets = [*_targets(files, False), *_targets(folders, True), *_targets(trees, True)]
+    targets = [*_targets(folders, True), *_targets(trees, True), *_targets(files, False)]
     tree_paths = {t.path for t in _targets(trees, True)}
     read = [Path(p) for p in inputs if p is not None and str(p) != ""]
     whole = [Path(p) for p in input_folders if p is not None and str(p) != ""]
