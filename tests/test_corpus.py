@@ -81,10 +81,17 @@ PREIMPORT = (
     "specdecode.integrations.otlp",
     "specdecode.evaluate.run",
     "specdecode.report",
+    "jsonschema.validators",  # every registry is checked with it
     "openai",
-    "torch",  # the model commands import these before they find a missing model path
-    "peft",
 )
+# The model commands import these before they find a missing model path. They are imported only
+# after the other cases ran: a process holding torch is slower to fork.
+HEAVY_PREIMPORT = ("torch", "peft")
+MODEL_COMMANDS = {"train", "merge", "eval", "compare", "demo"}
+
+
+def _is_model_case(case: dict[str, Any]) -> bool:
+    return case["args"][0] in MODEL_COMMANDS or "--base-model" in case["args"]
 
 
 def _fill(text: str) -> str:
@@ -311,15 +318,20 @@ def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         if item.module is sys.modules[__name__] and hasattr(item, "callspec")
     }
     chosen = [c for c in CASES if c["id"] in selected and not (IS_ROOT and c.get("root_skip"))]
-    if RUNNER == "fork":
-        import importlib
-
-        for name in PREIMPORT:
-            with contextlib.suppress(ImportError):  # an optional extra not installed: cases import it
-                importlib.import_module(name)
     workers = max(2, min(4, (os.cpu_count() or 2) + 1))
     inputs_before = {"files": snapshot(FILES), "malformed": snapshot(DATA / "malformed")}
-    results = run_cases(chosen, tmp_path_factory.mktemp("corpus"), workers)
+    results: dict[str, Outcome] = {}
+    for names, cases in (
+        (PREIMPORT, [c for c in chosen if not _is_model_case(c)]),
+        (HEAVY_PREIMPORT, [c for c in chosen if _is_model_case(c)]),
+    ):
+        if RUNNER == "fork":
+            import importlib
+
+            for name in names:
+                with contextlib.suppress(ImportError):  # an optional extra not installed: cases import it
+                    importlib.import_module(name)
+        results |= run_cases(cases, tmp_path_factory.mktemp("corpus"), workers)
     inputs_after = {"files": snapshot(FILES), "malformed": snapshot(DATA / "malformed")}
     return results, inputs_before == inputs_after
 
