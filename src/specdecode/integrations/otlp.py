@@ -41,7 +41,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import functools
 import json
+import math
 import re
 import sys
 from collections import Counter, defaultdict
@@ -132,49 +135,149 @@ class _Span:
 
 
 # ---------------------------------------------------------------------- reading
+_SNAKE: dict[str, str] = {}
+
+
 def _key(obj: dict[str, Any], camel: str) -> Any:
     if camel in obj:
         return obj[camel]
-    snake = re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
+    snake = _SNAKE.get(camel)
+    if snake is None:
+        snake = _SNAKE[camel] = re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
     return obj.get(snake)
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where a value is: the file, the line and the field (for one-line errors)."""
+
+    path: Path
+    line: int | None
+
+    def error(self, field: str, problem: str) -> InputError:
+        return InputError(f"{field}: {problem}", self.path, self.line)
+
+
+def _list(value: Any, field: str, at: _Where) -> list[Any]:
+    """``value`` as a list (missing or null: empty); anything else is an error naming the field."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise at.error(field, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _object(value: Any, field: str, at: _Where) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise at.error(field, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+class _Bad(Exception):
+    """A malformed ``AnyValue``: where below the value (``.intValue``) and what is wrong; the
+    caller that knows the field's full name turns it into an InputError."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(problem)
+        self.where, self.problem = where, problem
+
+
+_INT = re.compile(r"-?\d{1,20}")
+
+
+def _number(got: Any, camel: str) -> float:
+    if isinstance(got, bool) or not isinstance(got, (int, float, str)):
+        raise _Bad(f".{camel}", f"expected a number, got {got!r}")
+    try:
+        number = float(got)
+    except ValueError:
+        raise _Bad(f".{camel}", f"expected a number, got {got[:40]!r}") from None
+    if not math.isfinite(number):
+        raise _Bad(f".{camel}", f"{got!r} is not a finite number")
+    return number
+
+
 def _any_value(value: Any) -> Any:
-    """An OTLP ``AnyValue`` → a Python value."""
+    """An OTLP ``AnyValue`` → a Python value; raises :class:`_Bad` for a value of the wrong type."""
     if not isinstance(value, dict):
         return value
-    for camel, cast in (("stringValue", str), ("boolValue", bool), ("doubleValue", float)):
-        got = _key(value, camel)
-        if got is not None:
-            return cast(got)
+    got = _key(value, "stringValue")
+    if got is not None:
+        return got if isinstance(got, str) else str(got)
+    got = _key(value, "boolValue")
+    if got is not None:
+        if not isinstance(got, bool):
+            raise _Bad(".boolValue", f"expected true or false, got {got!r}")
+        return got
+    got = _key(value, "doubleValue")
+    if got is not None:
+        return _number(got, "doubleValue")
     got = _key(value, "intValue")
     if got is not None:
+        if (
+            isinstance(got, bool)
+            or not isinstance(got, (int, str))
+            or (isinstance(got, str) and not _INT.fullmatch(got.strip()))
+        ):
+            raise _Bad(".intValue", f"expected an integer, got {str(got)[:40]!r}")
         return int(got)
     got = _key(value, "arrayValue")
     if got is not None:
-        return [_any_value(v) for v in (got.get("values") or [])]
+        if not isinstance(got, dict):
+            raise _Bad(".arrayValue", f"expected an object, got {type(got).__name__}")
+        values = got.get("values") or []
+        if not isinstance(values, list):
+            raise _Bad(".arrayValue.values", f"expected a list, got {type(values).__name__}")
+        out = []
+        for i, v in enumerate(values):
+            try:
+                out.append(_any_value(v))
+            except _Bad as exc:
+                raise _Bad(f".arrayValue.values[{i}]{exc.where}", exc.problem) from None
+        return out
     got = _key(value, "kvlistValue")
     if got is not None:
-        return _attributes(got.get("values") or [])
+        if not isinstance(got, dict):
+            raise _Bad(".kvlistValue", f"expected an object, got {type(got).__name__}")
+        try:
+            return _kv(got.get("values"))
+        except _Bad as exc:
+            raise _Bad(f".kvlistValue.values{exc.where}", exc.problem) from None
     got = _key(value, "bytesValue")
     if got is not None:
         return got
     return None
 
 
-def _attributes(items: Any) -> dict[str, Any]:
+def _kv(items: Any) -> dict[str, Any]:
+    """OTLP ``KeyValue`` list → dict; raises :class:`_Bad` (where below the list) when malformed."""
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise _Bad("", f"expected a list, got {type(items).__name__}")
     out: dict[str, Any] = {}
-    for item in items or []:
+    for i, item in enumerate(items):
         if isinstance(item, dict) and isinstance(item.get("key"), str):
-            out[item["key"]] = _any_value(item.get("value"))
+            try:
+                out[item["key"]] = _any_value(item.get("value"))
+            except _Bad as exc:
+                raise _Bad(f"[{i}].value{exc.where}", exc.problem) from None
     return out
+
+
+def _attributes(items: Any, field: str, at: _Where) -> dict[str, Any]:
+    """OTLP attributes → dict; a malformed value is an InputError naming its whole field."""
+    try:
+        return _kv(items)
+    except _Bad as exc:
+        raise at.error(f"{field}{exc.where}", exc.problem) from None
 
 
 def _id(value: Any, size: int) -> str | None:
     """A hex id (OTLP/JSON) or base64 bytes (protobuf JSON) → lower-case hex."""
     if not isinstance(value, str) or not value:
         return None
-    if re.fullmatch(r"[0-9a-fA-F]+", value) and len(value) == 2 * size:
+    if len(value) == 2 * size and _HEX.fullmatch(value):
         return value.lower()
     try:
         raw = base64.b64decode(value, validate=True)
@@ -183,66 +286,87 @@ def _id(value: Any, size: int) -> str | None:
     return raw.hex() if len(raw) == size else None
 
 
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
 def _nanos(value: Any, where: str, path: Path, line: int | None) -> int:
     if isinstance(value, bool) or value is None:
         raise InputError(f"{where}: missing", path, line)
+    if isinstance(value, str) and not re.fullmatch(r"\s*-?\d{1,20}\s*", value):
+        raise InputError(f"{where}: not a number of nanoseconds: {value[:40]!r}", path, line)
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{where}: not a number of nanoseconds: {value!r}", path, line) from None
 
 
 def _documents(path: Path) -> list[tuple[int | None, Any]]:
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path) from None
+    from specdecode.inputs import iter_lines, loads, read_text
+
+    text = read_text(path, "OTLP file")
     stripped = text.strip()
     if not stripped:
         raise InputError("empty file: no spans", path)
     if "\n" in stripped:  # one document spread over lines (pretty-printed)?
         try:
-            return [(None, json.loads(stripped))]
-        except json.JSONDecodeError:
-            pass
+            return [(None, loads(stripped, path))]
+        except InputError as exc:
+            if not exc.detail.startswith("invalid JSON"):
+                raise
     docs = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
+    for number, raw in iter_lines(path, "OTLP file"):
         try:
-            docs.append((number, json.loads(raw)))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not JSON ({exc.msg} at column {exc.colno})", path, number) from None
+            docs.append((number, loads(raw, path, number)))
+        except InputError as exc:
+            if exc.detail.startswith("invalid JSON: "):
+                raise InputError(
+                    f"not JSON ({exc.detail.removeprefix('invalid JSON: ')})", path, number
+                ) from None
+            raise
     return docs
 
 
 def read_spans(path: str | Path) -> list[_Span]:
     """Every span of an OTLP/JSON file."""
-    path = Path(path)
+    from specdecode.inputs import bulk
+
+    with bulk():
+        return _read_spans(Path(path))
+
+
+def _read_spans(path: Path) -> list[_Span]:
     spans: list[_Span] = []
     for line, doc in _documents(path):
+        at = _Where(path, line)
         requests = doc if isinstance(doc, list) else [doc]
         for request in requests:
             resource_spans = _key(request, "resourceSpans") if isinstance(request, dict) else None
             if not isinstance(resource_spans, list):
                 raise InputError("not an OTLP/JSON trace export: no resourceSpans list", path, line)
             for r, rs in enumerate(resource_spans):
-                for s, ss in enumerate(
-                    _key(rs, "scopeSpans") or _key(rs, "instrumentationLibrarySpans") or []
-                ):
-                    for n, raw in enumerate(_key(ss, "spans") or []):
-                        where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{n}]"
-                        spans.append(_span(raw, where, path, line))
+                spans.extend(_resource_spans(rs, f"resourceSpans[{r}]", at))
     if not spans:
         raise InputError("no spans in the file", path)
+    return spans
+
+
+def _resource_spans(rs: Any, field: str, at: _Where) -> list[_Span]:
+    """The spans of one ``resourceSpans`` entry (OTLP 1.x ``scopeSpans``, or the older
+    ``instrumentationLibrarySpans``)."""
+    rs = _object(rs, field, at)
+    scope = "scopeSpans" if _key(rs, "scopeSpans") is not None else "instrumentationLibrarySpans"
+    spans = []
+    for s, ss in enumerate(_list(_key(rs, scope), f"{field}.{scope}", at)):
+        ss = _object(ss, f"{field}.{scope}[{s}]", at)
+        for n, raw in enumerate(_list(_key(ss, "spans"), f"{field}.{scope}[{s}].spans", at)):
+            spans.append(_span(raw, f"{field}.scopeSpans[{s}].spans[{n}]", at.path, at.line))
     return spans
 
 
 def _span(raw: Any, where: str, path: Path, line: int | None) -> _Span:
     if not isinstance(raw, dict):
         raise InputError(f"{where}: a span must be an object", path, line)
+    at = _Where(path, line)
     trace_id, span_id = _id(_key(raw, "traceId"), 16), _id(_key(raw, "spanId"), 8)
     if trace_id is None:
         raise InputError(f"{where}.traceId: missing or not a 16-byte id", path, line)
@@ -253,8 +377,8 @@ def _span(raw: Any, where: str, path: Path, line: int | None) -> _Span:
     if end < start:
         raise InputError(f"{where}: ends before it starts", path, line)
     events = [
-        (str(e.get("name", "")), _attributes(e.get("attributes")))
-        for e in (raw.get("events") or [])
+        (str(e.get("name", "")), _attributes(e.get("attributes"), f"{where}.events[{i}].attributes", at))
+        for i, e in enumerate(_list(raw.get("events"), f"{where}.events", at))
         if isinstance(e, dict)
     ]
     return _Span(
@@ -264,7 +388,7 @@ def _span(raw: Any, where: str, path: Path, line: int | None) -> _Span:
         name=str(raw.get("name", "")),
         start=start,
         end=end,
-        attrs=_attributes(raw.get("attributes")),
+        attrs=_attributes(raw.get("attributes"), f"{where}.attributes", at),
         events=events,
         line=line,
     )
@@ -407,12 +531,18 @@ def _messages(span: _Span, direction: str) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _prefix_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(re.escape(prefix) + r"\.(\d+)\.(.+)")
+
+
 def _indexed(attrs: dict[str, Any], prefix: str) -> dict[int, dict[str, Any]]:
     """``prefix.{i}.rest`` attributes → ``{i: {rest: value}}``."""
     out: dict[int, dict[str, Any]] = defaultdict(dict)
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.(.+)")
+    pattern = _prefix_pattern(prefix)
+    head = prefix + "."
     for key, value in attrs.items():
-        match = pattern.fullmatch(key)
+        match = pattern.fullmatch(key) if key.startswith(head) else None
         if match:
             out[int(match.group(1))][match.group(2)] = value
     return out
@@ -465,9 +595,10 @@ def _trace_record(trace_id: str, spans: list[_Span], report: OtlpReport) -> Trac
         report.skipped_traces += 1
         return None
     outputs = {id(m): _messages(m, "output") for m in models}
+    index = _Models(models)
     by_call: dict[str, tuple[_Span, tuple[Any, Any, Any]]] = {}
     responses: dict[str, str] = {}
-    offered: list[str] = []
+    offered: dict[str, None] = {}  # insertion-ordered set
     for model in models:
         for message in outputs[id(model)]:
             for call in message["calls"]:
@@ -478,8 +609,8 @@ def _trace_record(trace_id: str, spans: list[_Span], report: OtlpReport) -> Trac
         definitions = _json(model.attrs.get("gen_ai.tool.definitions"))
         for tool in definitions if isinstance(definitions, list) else []:
             name = (tool.get("function") or tool).get("name") if isinstance(tool, dict) else None
-            if isinstance(name, str) and name not in offered:
-                offered.append(name)
+            if isinstance(name, str):
+                offered.setdefault(name)
 
     question = _question(models, spans)
     if question is None:
@@ -500,7 +631,7 @@ def _trace_record(trace_id: str, spans: list[_Span], report: OtlpReport) -> Trac
             if arguments is None and isinstance(recorded[2], dict):
                 arguments = recorded[2]
         if model is None:
-            model, how = _preceding_model(span, models)
+            model, how = index.preceding(span)
         report.linked[how] += 1
         where = f"{trace_id} step {k}: {name or '?'}" + (f" ({call_id})" if call_id else "")
         if name is None:
@@ -547,28 +678,68 @@ def _trace_record(trace_id: str, spans: list[_Span], report: OtlpReport) -> Trac
     if question is None:
         record["question_missing"] = True
     if offered:
-        record["tools"] = offered
+        record["tools"] = list(offered)
     report.steps += len(steps)
     return TraceRecord.model_validate(record)
 
 
-def _preceding_model(tool: _Span, models: list[_Span]) -> tuple[_Span | None, str]:
-    """The model span that emitted ``tool``'s call, by parent and order."""
-    before = [m for m in models if m.end <= tool.start]
-    siblings = [m for m in before if m.parent_id == tool.parent_id]
-    if siblings:
-        return max(siblings, key=lambda m: m.end), "parent-order"
-    parent = next((m for m in models if m.span_id == tool.parent_id), None)
-    if parent is not None:
-        return parent, "parent-order"
-    if before:
-        return max(before, key=lambda m: m.end), "trace-order"
-    return None, "none"
+class _Ends:
+    """Spans ordered by end time: the latest to end by a time, in ``O(log n)``."""
+
+    def __init__(self, spans: list[tuple[int, _Span]]):
+        ordered = sorted(spans, key=lambda item: (item[1].end, item[0]))  # ties: the earlier span
+        self.ends = [span.end for _, span in ordered]
+        self.spans = [span for _, span in ordered]
+
+    def latest_by(self, time: int) -> _Span | None:
+        """Of the spans that ended by ``time``, the one that ended last (the first such span in
+        start order when several end together)."""
+        j = bisect.bisect_right(self.ends, time)
+        if j == 0:
+            return None
+        return self.spans[bisect.bisect_left(self.ends, self.ends[j - 1])]
+
+
+class _Models:
+    """The model spans of one trace, indexed for :meth:`preceding` (linear in spans overall)."""
+
+    def __init__(self, models: list[_Span]):
+        numbered = list(enumerate(models))
+        self.all = _Ends(numbered)
+        by_parent: dict[str | None, list[tuple[int, _Span]]] = defaultdict(list)
+        for item in numbered:
+            by_parent[item[1].parent_id].append(item)
+        self.by_parent = {parent: _Ends(items) for parent, items in by_parent.items()}
+        self.by_id: dict[str, _Span] = {}
+        for model in models:
+            self.by_id.setdefault(model.span_id, model)
+
+    def preceding(self, tool: _Span) -> tuple[_Span | None, str]:
+        """The model span that emitted ``tool``'s call: the latest sibling (same parent) that ended
+        before the tool started, else the tool's parent if it is a model span, else the latest
+        model span of the trace that ended before it."""
+        siblings = self.by_parent.get(tool.parent_id)
+        sibling = siblings.latest_by(tool.start) if siblings is not None else None
+        if sibling is not None:
+            return sibling, "parent-order"
+        parent = self.by_id.get(tool.parent_id) if tool.parent_id is not None else None
+        if parent is not None:
+            return parent, "parent-order"
+        before = self.all.latest_by(tool.start)
+        if before is not None:
+            return before, "trace-order"
+        return None, "none"
 
 
 def import_otlp(path: str | Path) -> tuple[list[TraceRecord], OtlpReport]:
     """One OTLP/JSON file → (trace records in first-span order, what was missing)."""
-    path = Path(path)
+    from specdecode.inputs import bulk
+
+    with bulk():
+        return _import_otlp(Path(path))
+
+
+def _import_otlp(path: Path) -> tuple[list[TraceRecord], OtlpReport]:
     report = OtlpReport(path=str(path))
     spans = read_spans(path)
     report.spans = len(spans)
@@ -588,15 +759,19 @@ def import_otlp(path: str | Path) -> tuple[list[TraceRecord], OtlpReport]:
 def import_command(files: list[Path], out: Path) -> list[OtlpReport]:
     """Import OTLP/JSON files into one trace JSONL; report each file (stderr)."""
     from specdecode.cli._common import done, warn
+    from specdecode.inputs import bulk
     from specdecode.jsonl import write_jsonl
+    from specdecode.outputs import guard
 
+    guard(inputs=files, files={"--out": out})
     records: list[TraceRecord] = []
     reports = []
-    for path in files:
-        got, report = import_otlp(path)
-        records.extend(got)
-        reports.append(report)
-    write_jsonl(out, records)
+    with bulk():
+        for path in files:
+            got, report = import_otlp(path)
+            records.extend(got)
+            reports.append(report)
+        write_jsonl(out, records)
     for report in reports:
         for line in report.warnings():
             warn(line)

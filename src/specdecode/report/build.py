@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from specdecode.errors import InputError
+from specdecode.outputs import write_text
 from specdecode.report import figures as F
 from specdecode.report.collect import (
     Replay,
@@ -820,12 +821,25 @@ def build_document(
     data: RunData, figures_dir: Path, title: str | None = None
 ) -> tuple[Document, list[F.FigureFile]]:
     builder = Builder(data, figures_dir)
-    sections = [
-        builder.training_section(),
-        builder.comparison_section(),
-        builder.speculation_section(),
-    ]
+    sections, failed = [], False
+    for name, make in (
+        ("training", builder.training_section),
+        ("comparison", builder.comparison_section),
+        ("speculation", builder.speculation_section),
+    ):
+        try:  # an input of a shape no reader foresaw costs its section, never the report
+            sections.append(make())
+        except Exception as exc:
+            failed = True
+            data.warnings.append(f"{name} section skipped ({type(exc).__name__}: {exc})".splitlines()[0])
     sections = [s for s in sections if s is not None]
+    if failed and not sections:
+        raise InputError(
+            "nothing to report: every section failed ("
+            + "; ".join(" ".join(w.split()) for w in data.warnings[-3:])
+            + ")",
+            data.run_dir,
+        )
     sections.append(builder.setup_section())
     if data.warnings:
         notes = Section("notes", "Inputs skipped")
@@ -876,6 +890,6 @@ def write_report(run_dir: Path, out: Path | None = None, title: str | None = Non
     out.mkdir(parents=True, exist_ok=True)
     document, _ = build_document(data, out / "figures", title)
     md_path, html_path = out / "report.md", out / "report.html"
-    md_path.write_text(render_markdown(document, out), encoding="utf-8")
-    html_path.write_text(render_html(document), encoding="utf-8")
+    write_text(md_path, render_markdown(document, out))
+    write_text(html_path, render_html(document))
     return md_path, html_path

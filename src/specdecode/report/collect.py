@@ -9,7 +9,6 @@ unexpected shape is noted in ``RunData.warnings`` and skipped, never a crash.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import re
@@ -20,6 +19,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from specdecode.errors import InputError
 
 SKIP_DIRS = {"figures", ".git", "__pycache__", "node_modules", ".venv"}
 PACKAGES = (
@@ -97,68 +98,159 @@ class RunData:
         return not (self.trainings or self.comparisons or self.evals or self.replays)
 
 
+# --------------------------------------------------------------------------- shapes
+def _shapes() -> tuple[type, type, type]:
+    """Loose pydantic models of what the report reads from a summary (extra fields allowed):
+    a summary whose fields have the wrong type is skipped with a warning naming the field."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    Number = float | None
+
+    class PredictorSummary(Loose):
+        steps: int | None = None
+        hit_at_1: Number = None
+        hit_at_k: Number = None
+        name_hit_at_1: Number = None
+        speedup: Number = None
+        bound: Number = None
+        time_saved_seconds: Number = None
+        wasted_calls: int | None = None
+        rates: dict[str, dict[str, Any]] | None = None
+        simulation: dict[str, Any] | None = None
+        sweep: list[dict[str, Any]] | None = None
+        frontier: list[dict[str, Any]] | None = None
+
+    class ReplaySummary(Loose):
+        traces: int | None = None
+        steps: int | None = None
+        k: int | None = Field(None, ge=1)
+        matcher: str | None = None
+        threshold: Number = None
+        latency_model: dict[str, Any] | None = None
+        speculator_latency: dict[str, Any] | None = None
+        predictors: list[str]
+        paired: dict[str, Any] | None = None
+
+    class ResultsSummary(Loose):
+        n: int | None = None
+        metrics: dict[str, dict[str, Any]] | None = None
+        base: dict[str, Any] | None = None
+        lora: dict[str, Any] | None = None
+        paired: dict[str, Any] | None = None
+        fingerprint: dict[str, Any] | None = None
+
+    return ReplaySummary, PredictorSummary, ResultsSummary
+
+
+def _shape_problem(summary: dict[str, Any], kind: str) -> str | None:
+    """Why ``summary`` (a replay's ``summary.json`` or an eval/compare ``X.summary.json``) has a
+    shape the report cannot use, as ``field: what is wrong``; None when it can."""
+    from pydantic import ValidationError
+
+    from specdecode.jsonl import describe_validation_error
+
+    replay_model, predictor_model, results_model = _shapes()
+    try:
+        if kind == "replay":
+            replay_model.model_validate(summary)
+            for name in summary["predictors"]:
+                if isinstance(summary.get(name), dict):
+                    try:
+                        predictor_model.model_validate(summary[name])
+                    except ValidationError as exc:
+                        return f"{name}.{describe_validation_error(exc)}"
+        else:
+            results_model.model_validate(summary)
+            for side in ("base", "lora"):
+                if isinstance(summary.get(side), dict):
+                    try:
+                        results_model.model_validate(summary[side])
+                    except ValidationError as exc:
+                        return f"{side}.{describe_validation_error(exc)}"
+    except ValidationError as exc:
+        return describe_validation_error(exc)
+    return None
+
+
 # --------------------------------------------------------------------------- readers
 def _load_json(path: Path, warnings: list[str]) -> Any:
+    """A JSON file through the bounded reader (:mod:`specdecode.inputs`), or None with a warning."""
+    from specdecode.inputs import read_json
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        warnings.append(f"{path}: unreadable JSON ({type(exc).__name__}), skipped")
+        return read_json(path)
+    except InputError as exc:
+        warnings.append(f"{exc.message}: unreadable JSON, skipped")
         return None
 
 
 def _load_jsonl(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """The JSON-object lines of a JSONL file, bounded; bad lines are counted in a warning."""
+    from specdecode.inputs import iter_lines, loads
+
     rows: list[dict[str, Any]] = []
-    if not path.is_file():
+    if not path.exists():
         return rows
-    bad = 0
+    bad, first = 0, ""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        warnings.append(f"{path}: unreadable, skipped")
-        return rows
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
+        for number, raw in iter_lines(path):
+            try:
+                row = loads(raw, path, number)
+            except InputError as exc:
+                bad, first = bad + 1, first or exc.message
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    except InputError as exc:
+        warnings.append(f"{exc.message}: unreadable, skipped")
+        return []
     if bad:
-        warnings.append(f"{path}: {bad} unreadable line(s) skipped")
+        warnings.append(f"{path}: {bad} unreadable line(s) skipped (first: {first})")
     return rows
 
 
 def _load_yaml(path: Path, warnings: list[str]) -> dict[str, Any] | None:
-    import yaml
+    from specdecode.inputs import load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        warnings.append(f"{path}: unreadable YAML, skipped")
+        data = load_yaml(path)
+    except InputError as exc:
+        warnings.append(f"{exc.message}: unreadable YAML, skipped")
         return None
     return data if isinstance(data, dict) else None
 
 
-def _walk(root: Path) -> list[Path]:
-    """Every file under ``root``, skipping figures, checkpoints and hidden tool folders."""
+def _walk(root: Path, warnings: list[str] | None = None) -> list[Path]:
+    """Every regular file under ``root``, skipping figures, checkpoints and hidden tool folders;
+    anything else where a file would be (a FIFO, a device, a broken link or a link loop) is
+    skipped with a warning: it is never opened, so it cannot hang the report."""
+    from specdecode.inputs import is_regular_file
+
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("checkpoint-"))
-        out.extend(Path(dirpath) / f for f in sorted(filenames))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if is_regular_file(path):
+                out.append(path)
+            elif warnings is not None:
+                warnings.append(f"{path}: not a regular file (a FIFO, device or broken link), skipped")
     return out
 
 
 def _first_record(path: Path) -> dict[str, Any] | None:
+    from specdecode.inputs import loads, max_line_bytes
+
     try:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    row = json.loads(line)
+        with path.open("rb") as handle:
+            for raw in iter(lambda: handle.readline(max_line_bytes()), b""):
+                if raw.strip():
+                    row = loads(raw, path)
                     return row if isinstance(row, dict) else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, InputError):
         return None
     return None
 
@@ -176,7 +268,7 @@ def collect(run_dir: str | Path) -> RunData:
     """Scan ``run_dir`` recursively for every output the report knows."""
     root = Path(run_dir)
     data = RunData(root)
-    files = _walk(root)
+    files = _walk(root, data.warnings)
     train_dirs = sorted(
         {
             p.parent
@@ -204,6 +296,10 @@ def collect(run_dir: str | Path) -> RunData:
             summary = _load_json(path, data.warnings)
             if not isinstance(summary, dict):
                 continue
+            problem = _shape_problem(summary, "results")
+            if problem is not None:
+                data.warnings.append(f"{path}: {problem}; skipped")
+                continue
             rows_path = path.with_name(path.name.removesuffix(".summary.json") + ".jsonl")
             rows = _load_jsonl(rows_path, data.warnings)
             if isinstance(summary.get("base"), dict) and isinstance(summary.get("lora"), dict):
@@ -213,6 +309,10 @@ def collect(run_dir: str | Path) -> RunData:
         elif path.name == "summary.json":
             summary = _load_json(path, data.warnings)
             if not isinstance(summary, dict) or "predictors" not in summary:
+                continue
+            problem = _shape_problem(summary, "replay")
+            if problem is not None:
+                data.warnings.append(f"{path}: {problem}; skipped")
                 continue
             latency = (
                 _load_json(path.with_name("latency.json"), [])

@@ -550,7 +550,15 @@ def speedup_sweep(summary: Mapping[str, Any], predictors: Sequence[str]) -> Figu
         c = color(name, i)
         fs = [r["tool_fraction"] for r in rows]
         ax.plot(fs, [r["speedup"] for r in rows], color=c, lw=2, marker="o", ms=3.5, label=name)
-        ax.plot(fs, [r["bound"] for r in rows], color=c, lw=1, ls="--", alpha=0.8)
+        # an unbounded speed-up (every tool second hidden) is stored as null: not drawn
+        ax.plot(
+            fs,
+            [math.nan if r["bound"] is None else r["bound"] for r in rows],
+            color=c,
+            lw=1,
+            ls="--",
+            alpha=0.8,
+        )
         sim = s.get("simulation") or {}
         if _ok(sim.get("tool_fraction")) and _ok(s.get("speedup")):
             ax.plot([sim["tool_fraction"]], [s["speedup"]], marker="D", ms=7, color=c, mec="white", zorder=5)
