@@ -131,11 +131,39 @@ def test_hit_returns_the_speculative_result_without_a_second_call(call):
         ex.start("q")
         assert ex.settle(5) == [predictor.calls[0]]
         wait_for(lambda: tools.counts["search"] == 1)
-        # normalised matcher: case and whitespace do not matter
-        assert call(ex, "search", {"query": "paris  Population"}) == "result 1 for Paris population"
+        assert call(ex, "search", {"query": "Paris population"}) == "result 1 for Paris population"
         assert tools.counts["search"] == 1
         stats = ex.stats
         assert (stats.hits, stats.misses, stats.wasted_calls) == (1, 0, 0)
+
+
+def test_case_differing_call_is_not_served_a_speculative_result_by_default(call):
+    """Serving needs the exact call: the result for "Paris  FRANCE" is not the agent's answer to
+    "paris france" (case- or whitespace-sensitive tools: file paths, ids)."""
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "Paris  FRANCE"}))
+    with SpeculativeExecutor(predictor, REGISTRY, tools.functions(), auto=False) as ex:
+        ex.start("q")
+        ex.settle(5)
+        wait_for(lambda: tools.counts["search"] == 1)
+        assert call(ex, "search", {"query": "paris france"}) == "result 2 for paris france"
+        assert tools.counts["search"] == 2  # the real call ran
+        stats = ex.stats
+        assert (stats.hits, stats.misses, stats.wasted_calls) == (0, 1, 1)
+
+
+def test_a_tool_can_opt_into_a_looser_serving_match(call):
+    tools = Tools()
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "Paris population"}))
+    with SpeculativeExecutor(
+        predictor, REGISTRY, tools.functions(), auto=False, serve_match={"search": "normalised"}
+    ) as ex:
+        ex.start("q")
+        ex.settle(5)
+        wait_for(lambda: tools.counts["search"] == 1)
+        # normalised for this tool: case and whitespace do not matter
+        assert call(ex, "search", {"query": "paris  Population"}) == "result 1 for Paris population"
+        assert tools.counts["search"] == 1 and ex.stats.hits == 1
 
 
 def test_miss_returns_the_real_result(call):
@@ -449,3 +477,102 @@ def test_cancel_unused_and_end_round():
         assert ex.running == 0
     finally:
         ex.close()
+
+
+HANGING_AGENT = """
+import asyncio, sys, threading, time
+from specdecode import SpeculativeExecutor
+from specdecode.records import ToolCall, ToolSpec
+from specdecode.registry import Registry
+from specdecode.speculate.predictors import Predictor
+
+what, close = sys.argv[1], sys.argv[2] == "close"
+forever = threading.Event()
+registry = Registry("t", (ToolSpec(name="search", description="search", read_only=True),))
+
+
+class Stuck(Predictor):
+    name = "stuck"
+
+    def predict(self, context, k=1):
+        if what == "predictor":
+            forever.wait()  # a predictor that never returns
+        return [ToolCall(tool_name="search", arguments={"query": "never"})]
+
+
+def search(query):
+    if query == "never":
+        forever.wait()  # the speculative call never returns
+    return "ok"
+
+
+async def async_search(query):
+    if query == "never":
+        await asyncio.Event().wait()
+    return "ok"
+
+
+tool = async_search if what == "async-call" else search
+ex = SpeculativeExecutor(Stuck(), registry, {"search": tool}, auto=False, timeout=3600)
+ex.start("q")
+time.sleep(0.3)  # the prediction or the speculative call is stuck by now
+assert ex.call("search", {"query": "real"}) == "ok"
+if close:
+    ex.close()
+print("agent done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("close", ["close", "no-close"])
+@pytest.mark.parametrize("what", ["call", "async-call", "predictor"])
+def test_a_never_returning_speculation_does_not_keep_the_process_alive(tmp_path, what, close):
+    """The agent's program ends while a speculative call (sync or async) or the predictor is stuck
+    for good: the process exits within 2 s of the agent's end, closed or not."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "agent.py"
+    script.write_text(HANGING_AGENT, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), what, close], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        ended = time.monotonic()
+        assert line.strip() == "agent done", proc.stderr.read()
+        proc.wait(timeout=30)
+        assert time.monotonic() - ended < 2.0, (
+            f"the process outlived the agent by {time.monotonic() - ended:.1f} s"
+        )
+        assert proc.returncode == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_unused_async_speculative_call_is_cancelled():
+    """A round that ends without using an ``async def`` speculative call cancels it (the tool
+    sees CancelledError), and the cancellation is no error."""
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def search(query: str) -> str:
+        if query == "guess":
+            started.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return f"real {query}"
+
+    predictor = Always(ToolCall(tool_name="search", arguments={"query": "guess"}))
+    with SpeculativeExecutor(predictor, REGISTRY, {"search": search}, auto=False) as ex:
+        ex.start("q")
+        ex.settle(5)
+        assert started.wait(5)
+        assert ex.call("search", {"query": "other"}) == "real other"  # a miss ends the round
+        assert cancelled.wait(5)
+        wait_for(lambda: ex.running == 0)
+        stats = ex.stats
+        assert (stats.misses, stats.wasted_calls, stats.errors) == (1, 1, 0)

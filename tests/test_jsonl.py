@@ -91,3 +91,75 @@ def test_atomic_path_replaces_only_on_success(tmp_path: Path) -> None:
         tmp.write_text("new")
         assert not out.exists()
     assert out.read_text() == "new"
+
+
+def test_written_files_have_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o027)
+    try:
+        from specdecode import outputs
+
+        outputs._umask = None  # read the umask again
+        write_jsonl(tmp_path / "a.jsonl", [TRACE])
+        assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+        outputs._umask = None
+    write_jsonl(tmp_path / "b.jsonl", [TRACE])
+    assert (tmp_path / "b.jsonl").stat().st_mode & 0o777 == 0o666 & ~old
+
+
+def test_non_finite_floats_are_written_as_null_never_bare_nan(tmp_path: Path) -> None:
+    from specdecode.jsonl import write_json
+
+    write_jsonl(tmp_path / "a.jsonl", [{"x": float("nan"), "y": [float("inf"), 1.5]}])
+    assert json.loads((tmp_path / "a.jsonl").read_text()) == {"x": None, "y": [None, 1.5]}
+    write_json(tmp_path / "b.json", {"bound": float("inf")})
+    assert "Infinity" not in (tmp_path / "b.json").read_text()
+
+
+def test_a_registered_secret_is_redacted_from_every_write(tmp_path: Path) -> None:
+    from specdecode.outputs import redact, register_secret
+
+    secret = "sk-test-REDACT-0123456789abcdef"
+    register_secret(secret)
+    write_jsonl(tmp_path / "a.jsonl", [{"raw": f"the key is {secret}", "prefix": secret[:12]}])
+    text = (tmp_path / "a.jsonl").read_text()
+    assert secret not in text and secret[:12] not in text and "***" in text
+    assert redact("short") == "short"
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "problem"),
+    [
+        ('{"a": NaN}', "a", "NaN is not a finite number"),
+        ('{"a": [1, {"b": -Infinity}]}', "a[1].b", "-Infinity is not a finite number"),
+        ('{"a": 1e400}', "a", "overflows"),
+        ('{"a": ' + "7" * 5000 + "}", "a", "5000 digits"),
+        ('{"a": 18446744073709551616}', "a", "out of range"),
+        ('{"a": "\\udc00"}', "a", "lone surrogate"),
+        ('{"a\\ud800": 1}', "a\\ud800", "lone surrogate"),
+        ('{"a": ' + "[" * 65 + "]" * 65 + "}", "a[0]", "nested deeper than 64"),
+    ],
+)
+def test_bounded_reader_names_file_line_and_field(
+    tmp_path: Path, line: str, field: str, problem: str
+) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"ok": 1}\n' + line + "\n", encoding="utf-8")
+    from specdecode.jsonl import iter_json_lines
+
+    with pytest.raises(InputError) as info:
+        list(iter_json_lines(path))
+    assert info.value.line == 2
+    assert info.value.message.startswith(f"{path}:2: {field}") and problem in info.value.message
+
+
+def test_valid_surrogate_pairs_and_64_levels_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"a": "\\ud83d\\ude00", "b": ' + "[" * 63 + "]" * 63 + "}\n", encoding="utf-8")
+    from specdecode.jsonl import iter_json_lines
+
+    ((_, row),) = list(iter_json_lines(path))
+    assert row["a"] == "\U0001f600"

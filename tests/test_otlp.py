@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +244,38 @@ def test_command_writes_traces_and_bad_file_is_one_line_exit_2(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and f"{bad}:1:" in proc.stderr
+
+
+def test_import_is_linear_in_spans_per_trace(tmp_path):
+    """One trace of model and tool spans, most tools linked by parent and time order (the path that
+    was quadratic: 50k spans took 96 s): four times the spans cost about four times the CPU."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from otlp_import import export_line
+
+    seconds = {}
+    for n in (2000, 8000):
+        path = tmp_path / f"{n}.jsonl"
+        path.write_text(export_line(n) + "\n")
+        best = []
+        for _ in range(2):
+            started = time.process_time()
+            records, report = import_otlp(path)
+            best.append(time.process_time() - started)
+        seconds[n] = min(best)
+        assert report.spans == n and len(records[0].trace) == n // 2 - 1 + n % 2
+    assert seconds[8000] < 8 * seconds[2000], seconds  # quadratic would be 16x
+
+
+def test_malformed_attribute_values_name_their_field(tmp_path):
+    tool = _span("00000000000000c1", "execute_tool s", 0, 10, gen_ai__tool__name="s")
+    tool["attributes"].append(
+        {"key": "n", "value": {"kvlistValue": {"values": [{"key": "k", "value": {"intValue": "x"}}]}}}
+    )
+    path = _write(tmp_path / "s.jsonl", tool)
+    with pytest.raises(InputError) as info:
+        import_otlp(path)
+    assert info.value.line == 1
+    assert (
+        "spans[0].attributes[1].value.kvlistValue.values[0].value.intValue: expected an integer"
+        in info.value.message
+    )

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,11 @@ def test_jsonl_write_then_read_round_trips(rows: list[dict[str, Any]], crlf: boo
 
 @FAST
 @given(
-    st.lists(st.dictionaries(st.sampled_from("abc"), st.integers(), max_size=2), min_size=1, max_size=5),
+    st.lists(
+        st.dictionaries(st.sampled_from("abc"), st.integers(-(2**63), 2**63 - 1), max_size=2),
+        min_size=1,
+        max_size=5,
+    ),
     st.integers(0, 200),
 )
 def test_jsonl_truncated_tail_names_the_last_line(rows: list[dict[str, Any]], cut: int) -> None:
@@ -392,3 +397,94 @@ def test_org_name_is_a_hub_id(name: str) -> None:
 
     assume("--" not in name and ".." not in name)
     assert is_hub_id(name)
+
+
+# ----------------------------------------------------------------------------- output guard
+CORPUS_FILES = Path(__file__).resolve().parent / "corpus" / "files"
+# command → (the input's name, the command line with {input} and {out}; the output is a folder
+# for split and fit, whose files are named train.jsonl / pattern.json: the input takes that name)
+WRITERS = {
+    "convert": ("in.jsonl", ["data", "convert", "{input}", "--out", "{out}"]),
+    "export": ("in.jsonl", ["traces", "export", "{input}", "--out", "{out}"]),
+    "import": ("in.jsonl", ["traces", "import", "{input}", "--out", "{out}"]),
+    "registry-out": (
+        "in.jsonl",
+        ["traces", "import", "{input}", "--out", "o.jsonl", "--registry-out", "{out}"],
+    ),
+    "split": ("train.jsonl", ["gaia", "split", "{input}", "--out-dir", "{out}"]),
+    "fit": ("pattern.json", ["speculate", "fit", "{input}", "--out", "{out}", "--quiet"]),
+}
+FOLDER_OUTPUT = {"split", "fit"}
+
+
+def _run_cli(args: list[str], cwd: Path) -> int:
+    """The real entry point (what ``python -m specdecode`` runs), in this process: its exit code."""
+    import contextlib
+    import io
+    import sys
+
+    from specdecode.cli import main
+
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = ["specdecode", *args]
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    return 0
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    command=st.sampled_from(sorted(WRITERS)),
+    how=st.sampled_from(["same", "dotted", "absolute", "symlink", "hardlink", "inside"]),
+    inner=st.lists(st.from_regex(r"[a-z]{1,6}(\.jsonl)?", fullmatch=True), min_size=1, max_size=3),
+)
+def test_an_output_equal_to_or_inside_an_input_never_changes_it(
+    command: str, how: str, inner: list[str]
+) -> None:
+    """Any spelling of an output path that is the input (relative, ``./a/../``, absolute, a
+    symlink or a hard link to it), or that lies inside it, is refused (exit 2) and the input's
+    bytes and its folder stay exactly as they were."""
+    name, template = WRITERS[command]
+    work = Path(tempfile.mkdtemp(prefix="prop-guard-"))
+    data = work / "data"
+    data.mkdir()
+    source = data / name
+    source.write_bytes((CORPUS_FILES / "good_traces.jsonl").read_bytes())
+    if command in ("import", "registry-out"):  # conversations: what `traces import` reads
+        assert _run_cli(["traces", "export", str(source), "--out", str(work / "conv.jsonl")], work) == 0
+        source.write_bytes((work / "conv.jsonl").read_bytes())
+        (work / "conv.jsonl").unlink()
+    target = data if command in FOLDER_OUTPUT else source  # the output that lands on the input
+    if how == "same":
+        out = str(target.relative_to(work))
+    elif how == "dotted":
+        out = f"./{inner[0]}/../{target.relative_to(work)}"
+        (work / inner[0]).mkdir(exist_ok=True)
+    elif how == "absolute":
+        out = str(target)
+    elif how == "symlink":
+        os.symlink(target, work / "link")
+        out = "link"
+    elif how == "hardlink":
+        if command in FOLDER_OUTPUT:  # a folder cannot be hard-linked: a second link to the file
+            os.link(source, work / name)
+            out = "."
+        else:
+            os.link(source, work / "hard.jsonl")
+            out = "hard.jsonl"
+    else:  # inside the input file: a path under it
+        out = str(Path(source.relative_to(work), *inner))
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    args = [part.replace("{input}", str(source.relative_to(work))).replace("{out}", out) for part in template]
+    code = _run_cli(args, work)
+    after = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    assert code == 2, (args, code)
+    assert after == before, args
+    shutil.rmtree(work, ignore_errors=True)

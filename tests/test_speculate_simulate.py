@@ -118,6 +118,28 @@ def test_sweep_reaches_the_requested_tool_fraction():
     assert bound(1.0, 1.0) == math.inf
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("lognormal:0,-1", "SIGMA >= 0"),
+        ("fixed:nan", "finite"),
+        ("fixed:inf", "finite"),
+        ("uniform:0,inf", "finite"),
+        ("empirical:1,nan", "finite"),
+        ("lognormal:nan,1", "finite"),
+        ("lognormal:1000,1", "more than"),  # the mean e^1000.5 overflows a float
+        ("lognormal:0,60", "more than"),
+        ("fixed:1e300", "more than"),
+        ("empirical:1,-2", "negative"),
+        (float("nan"), "finite"),
+        (-1.0, "negative"),
+    ],
+)
+def test_the_distribution_parser_refuses_parameters_that_are_not_sane_seconds(text, why):
+    with pytest.raises(ValueError, match=why):
+        Distribution.parse(text)
+
+
 def test_distributions_parse_and_draw_reproducibly():
     assert Distribution.parse("fixed:2.0").sample(random.Random(0)) == 2.0
     u = Distribution.parse("uniform:1,3")
@@ -127,6 +149,7 @@ def test_distributions_parse_and_draw_reproducibly():
         with pytest.raises(ValueError):
             Distribution.parse(bad)
     model = LatencyModel.from_specs("uniform:1,2", ["lognormal:0,0.6", "final_answer=fixed:0"], seed=3)
+    assert Distribution.parse("lognormal:-1,0.5").mean == pytest.approx(math.exp(-0.875))  # MU may be < 0
     assert model.tool_time("t", 1, "final_answer") == 0.0
     assert model.tool_time("t", 1, "search") == model.tool_time("t", 1, "search")  # keyed, stable
     assert model.actor_time("t", 0, measured=7.5) == 7.5  # a trace's own time wins

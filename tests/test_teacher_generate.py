@@ -36,6 +36,8 @@ def teacher_reply(request: FakeRequest) -> str:
         trace[0]["action"]["arguments"] = {"q": 5}
     if "[garbage]" in question:
         return "I am sorry, I cannot produce JSON today."
+    if "[leak]" in question:  # a 200 reply that echoes the caller's key
+        return f"Your key is {KEY}; I cannot produce JSON today."
     reply = json.dumps({"trace": trace, "final_answer": 42, "extra_key": "ignored"})
     if "[fenced]" in question:
         return "Here you go:\n```json\n" + reply[:-1] + ",}\n```"
@@ -103,7 +105,7 @@ def test_generate_valid_invalid_repaired_and_failed(tmp_path: Path) -> None:
             tmp_path, tmp_path / "q.jsonl", "--provider", "openai", "--model", "teacher",
             "--base_url", server.openai_url, "--out", out, "--cache", tmp_path / "c.sqlite", *FAST,
         )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 1, proc.stderr  # one item failed: the exit status says so
         request = server.requests[0]
     traces = {r["id"]: r for r in rows(out)}
     assert list(traces) == ids[:4]  # input order; the unparseable one is an error row
@@ -132,7 +134,36 @@ def test_generate_valid_invalid_repaired_and_failed(tmp_path: Path) -> None:
     schema = request.body["response_format"]["json_schema"]["schema"]
     action = schema["properties"]["trace"]["items"]["properties"]["action"]
     assert action["properties"]["tool_name"]["enum"] == ["search", "wikipedia", "calculator", "final_answer"]
-    assert "2 valid" in proc.stderr and "1 failed" in proc.stderr
+    assert "2 valid" in proc.stderr and "1 failed" in proc.stderr and "✓" in proc.stderr
+    assert_no_key(tmp_path, proc.stdout, proc.stderr)
+
+
+def test_every_item_failed_exits_1_without_a_tick(tmp_path: Path) -> None:
+    write_questions(tmp_path / "q.jsonl", ["Returns [garbage]?", "Also [garbage]?"])
+    out = tmp_path / "traces.jsonl"
+    with FakeLLMServer(KEY, teacher_reply) as server:
+        proc = cli(
+            tmp_path, tmp_path / "q.jsonl", "--provider", "openai", "--model", "teacher",
+            "--base-url", server.openai_url, "--out", out, "--no-cache", *FAST,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "✓" not in proc.stderr and "2 failed" in proc.stderr and "Traceback" not in proc.stderr
+    assert rows(out) == [] and len(rows(tmp_path / "traces.errors.jsonl")) == 2
+
+
+def test_a_reply_echoing_the_key_is_stored_redacted(tmp_path: Path) -> None:
+    """A 200 reply whose text holds the API key: the errors file's ``raw`` field (and the cache,
+    and every other file) has it redacted."""
+    write_questions(tmp_path / "q.jsonl", ["Plain one?", "Please [leak]?"])
+    out = tmp_path / "traces.jsonl"
+    with FakeLLMServer(KEY, teacher_reply) as server:
+        proc = cli(
+            tmp_path, tmp_path / "q.jsonl", "--provider", "openai", "--model", "teacher",
+            "--base-url", server.openai_url, "--out", out, "--cache", tmp_path / "c.sqlite", *FAST,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    (error,) = rows(tmp_path / "traces.errors.jsonl")
+    assert error["raw"] == "Your key is ***; I cannot produce JSON today."
     assert_no_key(tmp_path, proc.stdout, proc.stderr)
 
 
@@ -199,11 +230,11 @@ def test_chaos_100_items_finish_within_budget(tmp_path: Path) -> None:
         )  # fmt: skip
         calls = server.calls
         faults = {r.fault for r in server.requests}
-    assert proc.returncode == 0, proc.stderr
     assert calls <= budget
     assert {"429", "500", "hang", None} <= faults
     done = [r["id"] for r in rows(out)]
     errors = rows(tmp_path / "traces.errors.jsonl") if (tmp_path / "traces.errors.jsonl").exists() else []
+    assert proc.returncode == (1 if errors else 0), proc.stderr
     assert sorted(done + [e["id"] for e in errors]) == ids  # each exactly once: done or error
     assert done == [i for i in ids if i in set(done)]
     assert {e["error_kind"] for e in errors} <= {"budget", "transient"}

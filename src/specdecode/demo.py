@@ -24,7 +24,8 @@ from rich.console import Console
 from specdecode import __version__
 from specdecode.data import convert, synthesize
 from specdecode.gaia import stratified_split
-from specdecode.jsonl import atomic_path, write_json, write_jsonl
+from specdecode.jsonl import write_json, write_jsonl
+from specdecode.outputs import write_text
 from specdecode.registry import load_registry
 from specdecode.report.summary_md import agent_lines, summary_lines
 from specdecode.results import (
@@ -307,8 +308,7 @@ def run_demo(
     )
     lines = summary_lines({name: STAGES[name].model_validate(r) for name, r in results.items()})
     summary = out / "summary.md"
-    with atomic_path(summary) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(summary, "\n".join(lines) + "\n")
     from specdecode.report import write_report
 
     console.rule("[bold]report")

@@ -2,15 +2,17 @@
 
 A bad line stops the command with ``path:line: what is wrong`` (exit code 2) unless
 ``skip_invalid`` is set, in which case bad lines are counted and reported once.
-Byte-order marks, CRLF line ends, blank lines and extra fields are accepted.
+Byte-order marks, CRLF line ends, blank lines and extra fields are accepted. Lines are read by
+the bounded reader (:mod:`specdecode.inputs`: regular files only, bounded depth, numbers and
+line length, finite numbers, valid Unicode); writes go through :mod:`specdecode.outputs`
+(atomic, redacted) and are always valid JSON: a non-finite float is written as ``null``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from specdecode.errors import InputError
+from specdecode.inputs import bulk, iter_lines, loads
+from specdecode.outputs import atomic_path, redact
 
 M = TypeVar("M", bound=BaseModel)
 stderr = Console(stderr=True)
@@ -47,32 +51,18 @@ class ReadReport:
     lines: list[int] = field(default_factory=list)
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a JSONL file", path) from None
-
-
 def _parse_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
     """Yield ``(line_number, object or the error for that line)`` for each non-blank line."""
-    for number, raw in enumerate(_read_bytes(path).split(b"\n"), start=1):
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
-            continue
+    for number, raw in iter_lines(path):
         try:
-            obj = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            yield number, InputError(f"invalid UTF-8 at byte {exc.start}", path, number)
-        except json.JSONDecodeError as exc:
-            yield number, InputError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, number)
+            obj = loads(raw, path, number)
+        except InputError as exc:
+            yield number, exc
+            continue
+        if isinstance(obj, dict):
+            yield number, obj
         else:
-            if isinstance(obj, dict):
-                yield number, obj
-            else:
-                yield number, InputError(f"expected a JSON object, got {type(obj).__name__}", path, number)
+            yield number, InputError(f"expected a JSON object, got {type(obj).__name__}", path, number)
 
 
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -100,6 +90,29 @@ def read_records(
     report = report if report is not None else ReadReport(path)
     records: list[M] = []
     seen: dict[str, int] = {}
+    with bulk():
+        _validate_lines(path, model, records, seen, skip_invalid, unique_ids, report)
+    report.kept = len(records)
+    if report.skipped:
+        stderr.print(
+            f"[yellow]warning:[/] skipped {len(report.skipped)} invalid line(s) in {path} "
+            f"(first: {report.skipped[0]})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return records
+
+
+def _validate_lines(
+    path: Path,
+    model: type[M],
+    records: list[M],
+    seen: dict[str, int],
+    skip_invalid: bool,
+    unique_ids: bool,
+    report: ReadReport,
+) -> None:
+    """Validate each line into ``records`` (ids into ``seen``); bad lines raise or are counted."""
     for number, item in _parse_lines(path):
         try:
             if isinstance(item, InputError):
@@ -123,15 +136,6 @@ def read_records(
             continue
         records.append(record)
         report.lines.append(number)
-    report.kept = len(records)
-    if report.skipped:
-        stderr.print(
-            f"[yellow]warning:[/] skipped {len(report.skipped)} invalid line(s) in {path} "
-            f"(first: {report.skipped[0]})",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return records
 
 
 def _to_jsonable(item: BaseModel | dict[str, Any]) -> dict[str, Any]:
@@ -140,24 +144,25 @@ def _to_jsonable(item: BaseModel | dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError("is a directory, expected a file to write", path)
-    try:  # a missing parent folder is created; a file in the way is an error
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise InputError("cannot create the output: a parent is a file, not a folder", path) from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as JSON text: valid JSON always (non-finite floats become ``null``), secrets
+    redacted."""
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        text = json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere
+        text = json.dumps(_finite(obj), ensure_ascii=False, indent=indent, allow_nan=False)
+    return redact(text)
 
 
 def write_jsonl(path: str | Path, items: Iterable[BaseModel | dict[str, Any]]) -> int:
@@ -165,7 +170,7 @@ def write_jsonl(path: str | Path, items: Iterable[BaseModel | dict[str, Any]]) -
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         for item in items:
-            fh.write(json.dumps(_to_jsonable(item), ensure_ascii=False) + "\n")
+            fh.write(json_text(_to_jsonable(item)) + "\n")
             count += 1
         fh.flush()
         os.fsync(fh.fileno())
@@ -175,13 +180,13 @@ def write_jsonl(path: str | Path, items: Iterable[BaseModel | dict[str, Any]]) -
 def write_json(path: str | Path, obj: Any) -> None:
     """Write one JSON document atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(obj, indent=2) + "\n", encoding="utf-8")
 
 
 def append_jsonl(path: str | Path, item: BaseModel | dict[str, Any]) -> None:
     """Append one line and flush it to disk (used by resumable runs); creates missing parent folders."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8", newline="\n") as fh:
-        fh.write(json.dumps(_to_jsonable(item), ensure_ascii=False) + "\n")
+        fh.write(json_text(_to_jsonable(item)) + "\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -7,11 +7,14 @@ to reject a file.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NonEmpty = Field(min_length=1)
+TIMING_FIELDS = ("actor_seconds", "tool_seconds")  # measured per-step seconds (trace extra fields)
+MAX_STEP_SECONDS = 1e6
 
 
 class _Record(BaseModel):
@@ -62,6 +65,22 @@ class TraceStep(_Record):
         if v is None or isinstance(v, str):
             return v
         return json.dumps(v, ensure_ascii=False)
+
+    @model_validator(mode="after")
+    def _timings(self) -> TraceStep:
+        """Measured ``actor_seconds`` / ``tool_seconds`` (extra fields) are seconds: finite, >= 0."""
+        extra = self.__pydantic_extra__
+        if not extra:
+            return self
+        for name in TIMING_FIELDS:
+            value = extra.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number of seconds, got {type(value).__name__}")
+            if not math.isfinite(value) or not 0 <= value <= MAX_STEP_SECONDS:
+                raise ValueError(f"{name} must be between 0 and {MAX_STEP_SECONDS:g} seconds, got {value!r}")
+        return self
 
 
 class TraceRecord(_Record):

@@ -14,6 +14,7 @@ Precedence: the defaults here < a YAML ``--config`` file < flags given on the co
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -64,7 +65,9 @@ RENAMED = {"chat_template_kwargs": "disable_thinking"}
 class Settings(BaseModel):
     """Base of every settings model: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=False, allow_inf_nan=False
+    )
 
     def to_yaml(self) -> str:
         """The resolved settings as YAML (what ``--config`` reads back)."""
@@ -431,25 +434,24 @@ def _describe(error: ValidationError) -> str:
     return f"{option} {first.get('input')!r}: {first['msg']}"
 
 
-def read_yaml_mapping(path: str | Path, what: str, shape: str) -> dict[str, Any]:
+def read_yaml_mapping(
+    path: str | Path, what: str, shape: str, keys: Collection[str] | None = None
+) -> dict[str, Any]:
     """A YAML file that must hold a mapping (``shape`` says of what), with one-line errors that
-    name the file (and the line, for a YAML syntax error)."""
+    name the file (and the line, for a YAML syntax error). ``keys``: the only keys allowed (a
+    misspelled one is an error, not silently ignored). Read by the bounded reader
+    (:mod:`specdecode.inputs`): a regular file, finite numbers, bounded nesting."""
+    from specdecode.inputs import load_yaml
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise InputError(f"{what} not found", path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"invalid UTF-8 at byte {exc.start}", path) from None
-    except IsADirectoryError:
-        raise InputError(f"{what} is a directory", path) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(
-            f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path, mark.line + 1 if mark else None
-        ) from None
+    data = load_yaml(path, what)
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise InputError(f"a {what} is a mapping of {shape}", path)
+    if keys is not None:
+        unknown = [str(k) for k in data if k not in keys]
+        if unknown:
+            raise InputError(f"unknown key {unknown[0]!r} (expected {', '.join(keys)})", path)
     return data
 
 

@@ -68,6 +68,12 @@ def main() -> None:
     except typer.Abort:
         err_console.print("aborted", highlight=False)
         raise SystemExit(130) from None
+    except OSError as exc:  # the last net: a file system refusal is one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(
+            f"[red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True
+        )
+        raise SystemExit(InputError.exit_code) from None
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -8,10 +8,12 @@ so no option is declared twice.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
@@ -20,6 +22,8 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 
 from specdecode.errors import InputError
+from specdecode.outputs import PathLike
+from specdecode.outputs import guard as _guard
 from specdecode.settings import RENAMED, Settings, load_settings
 
 console = Console()
@@ -36,6 +40,54 @@ def done(message: str) -> None:
 def warn(message: str) -> None:
     """A yellow warning line on stderr."""
     err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
+
+
+def guard(
+    inputs: Iterable[PathLike | None] = (),
+    files: Mapping[str, PathLike | None] | Iterable[PathLike | None] = (),
+    folders: Mapping[str, PathLike | None] | Iterable[PathLike | None] = (),
+    trees: Mapping[str, PathLike | None] | Iterable[PathLike | None] = (),
+    input_folders: Iterable[PathLike | None] = (),
+) -> None:
+    """The output guard (:func:`specdecode.outputs.guard`) for this command: its ``--config``
+    file counts as an input too. Call it before any work."""
+    _guard(
+        [*inputs, _config_file.get()],
+        dict(files) if isinstance(files, Mapping) else files,
+        dict(folders) if isinstance(folders, Mapping) else folders,
+        dict(trees) if isinstance(trees, Mapping) else trees,
+        input_folders,
+    )
+
+
+def registry_file(name: str | None) -> Path | None:
+    """The registry's file when ``name`` is a path (an input), None for a built-in one."""
+    from specdecode.registry import BUILTIN
+
+    return None if not name or name in BUILTIN else Path(name)
+
+
+def unknown_tools(
+    path: Path, records: Iterable[Any], registry: Any, strict: bool = False, hint: str = ""
+) -> None:
+    """Warn (or with ``strict`` stop) when traces call tools the registry lacks (``hint`` ends
+    the warning)."""
+    unknown = Counter(
+        step.action.tool_name
+        for record in records
+        for step in record.trace
+        if registry.get(step.action.tool_name) is None
+    )
+    if not unknown:
+        return
+    listing = ", ".join(f"{name} ×{count}" for name, count in unknown.most_common())
+    message = f"{sum(unknown.values())} calls of tools not in registry {registry.name}: {listing}"
+    if strict:
+        raise InputError(message, path)
+    warn(f"{path}: {message}{hint}")
 
 
 def flag(name: str) -> str:
@@ -140,7 +192,11 @@ def settings_command(app: typer.Typer, name: str, model: type[S], **command_kwar
         def command(**given: Any) -> Any:
             config = given.pop("config", None)
             flags = {k: v for k, v in given.items() if v is not None and not (k in switches and v is False)}
-            return fn(load_settings(model, config, flags))
+            token = _config_file.set(Path(config) if config is not None else None)
+            try:
+                return fn(load_settings(model, config, flags))
+            finally:
+                _config_file.reset(token)
 
         command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in parameters}

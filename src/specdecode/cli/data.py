@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from specdecode.cli._common import Out, SkipInvalid, done, parse_ratios, settings_command, warn
+from specdecode.cli._common import (
+    Out,
+    SkipInvalid,
+    done,
+    guard,
+    parse_ratios,
+    registry_file,
+    settings_command,
+    unknown_tools,
+    warn,
+)
 from specdecode.errors import InputError
 from specdecode.jsonl import ReadReport, read_records, write_jsonl
 from specdecode.settings import ConvertSettings
+
+MAX_SYNTH = 100_000  # questions `data synth` makes without --allow-large
 
 data_app = typer.Typer(
     help="Synthetic GAIA-format traces, conversion to chat data, validation.", no_args_is_help=True
@@ -21,13 +32,19 @@ data_app = typer.Typer(
 @data_app.command("synth")
 def data_synth(
     out: Out,
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of questions.")] = 160,
+    n: Annotated[int, typer.Option("--n", min=1, help=f"Number of questions (at most {MAX_SYNTH:,}).")] = 160,
     seed: Annotated[int, typer.Option(help="Generator seed; the same seed gives identical files.")] = 0,
     registry: Annotated[str, typer.Option(help="tools4 or tools17.")] = "tools4",
+    allow_large: Annotated[
+        bool, typer.Option("--allow-large", help=f"Allow --n above {MAX_SYNTH:,} (memory grows with it).")
+    ] = False,
 ) -> None:
     """Generate GAIA-format questions (levels 1–3) with expert traces, written by this project."""
     from specdecode.data import synthesize
 
+    if n > MAX_SYNTH and not allow_large:
+        raise InputError(f"--n {n}: at most {MAX_SYNTH:,} questions (--allow-large lifts the limit)")
+    guard(files={"--out": out})
     try:
         records = synthesize(n, seed, registry)
     except ValueError as exc:
@@ -58,6 +75,7 @@ def data_bench(
     """
     from specdecode.data.bench import write_bench
 
+    guard(folders={"--out": out})
     manifest = write_bench(
         name,
         out,
@@ -83,23 +101,13 @@ def data_convert(settings: ConvertSettings) -> None:
     from specdecode.registry import load_registry
     from specdecode.teacher.validate import TraceValidator
 
+    guard(inputs=[settings.traces, registry_file(settings.registry)], files={"--out": settings.out})
     reg = load_registry(settings.registry)
     report = ReadReport(settings.traces)
     records = read_records(settings.traces, TraceRecord, skip_invalid=settings.skip_invalid, report=report)
     if not records:
         warn(f"0 records in {settings.traces}")
-    unknown = Counter(
-        step.action.tool_name
-        for record in records
-        for step in record.trace
-        if reg.get(step.action.tool_name) is None
-    )
-    if unknown:
-        listing = ", ".join(f"{name} ×{count}" for name, count in unknown.most_common())
-        message = f"{sum(unknown.values())} calls of tools not in registry {reg.name}: {listing}"
-        if settings.strict:
-            raise InputError(message, settings.traces)
-        warn(f"{settings.traces}: {message} (--strict makes this an error)")
+    unknown_tools(settings.traces, records, reg, settings.strict, " (--strict makes this an error)")
     validator = TraceValidator(reg)
     broken = [
         (line, f"step {number}: {step.action.tool_name}: {issues[0]}")

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from specdecode.cli._common import console, done, settings_command
+from specdecode.cli._common import console, done, guard, settings_command
 from specdecode.settings import DemoSettings
 
 demo_app = typer.Typer()
@@ -25,6 +25,7 @@ def demo_cmd(settings: DemoSettings) -> None:
 
     from specdecode.demo import headlines, run_demo, stage_results
 
+    guard(trees={"--out": settings.out})
     started = time.time()
     summary = run_demo(
         settings.out, n=settings.n, seed=settings.seed, max_steps=settings.max_steps, form=settings.form

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from specdecode.cli._common import console, done, settings_command
+from specdecode.cli._common import console, done, guard, registry_file, settings_command
 from specdecode.results import CompareSummary, EvalSummary, ModelSummary
 from specdecode.settings import CompareSettings, EvalSettings
 
@@ -26,11 +26,21 @@ def _metric_table(title: str, columns: dict[str, ModelSummary]) -> Table:
     return table
 
 
+def _guard_results(settings: EvalSettings) -> None:
+    """The results file and its summary may not overwrite the test file (or the registry)."""
+    out = settings.output_file
+    guard(
+        inputs=[settings.test_file, registry_file(settings.registry)],
+        files={"--output-file": out, "summary": out.with_suffix(".summary.json")},
+    )
+
+
 @settings_command(eval_app, "eval", EvalSettings)
 def eval_cmd(settings: EvalSettings) -> None:
     """Evaluate one model (optionally with an adapter): generate, extract tool calls, score."""
     from specdecode.evaluate.run import run_eval
 
+    _guard_results(settings)
     summary = EvalSummary.model_validate(run_eval(settings))
     label = "lora" if summary.adapter else "base"
     title = f"{summary.n} examples, {settings.mode} mode ({settings.backend})"
@@ -43,6 +53,7 @@ def compare_cmd(settings: CompareSettings) -> None:
     """Base model against its LoRA adapter on the same examples (one model load), paired statistics."""
     from specdecode.evaluate.run import run_compare
 
+    _guard_results(settings)
     summary = CompareSummary.model_validate(run_compare(settings))
     title = f"{summary.n} examples, {settings.mode} mode ({settings.backend})"
     console.print(_metric_table(title, {"base": summary.base, "lora": summary.lora}))

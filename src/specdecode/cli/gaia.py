@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from specdecode.cli._common import Out, SkipInvalid, console, done, parse_ratios
+from specdecode.cli._common import Out, SkipInvalid, console, done, guard, parse_ratios
 from specdecode.jsonl import read_records, write_json, write_jsonl
 
 gaia_app = typer.Typer(
@@ -35,6 +35,7 @@ def gaia_load(
     """Read GAIA questions into a questions JSONL (id, question, level, final_answer, …)."""
     from specdecode.gaia import load_hub, load_local
 
+    guard(input_folders=[root] if root != "hub" else [], files={"--out": out})
     records = load_hub(split) if root == "hub" else load_local(root, split)
     write_jsonl(out, records)
     levels = Counter(r.level for r in records)
@@ -74,6 +75,13 @@ def gaia_split(
     """Split by level: every level with ≥ 3 items appears in every split."""
     from specdecode.gaia import stratified_split
 
+    names = ("train", "val", "test")
+    guard(
+        inputs=[input],
+        files={f"--out-dir ({name}.jsonl)": out_dir / f"{name}.jsonl" for name in names},
+        folders={"--out-dir": out_dir},
+        trees={f"--out-dir ({name}/)": out_dir / name for name in names} if per_question_dirs else {},
+    )
     parts = stratified_split(_read_keyed(input, skip_invalid), parse_ratios(ratios), seed)
     for name, rows in parts.items():
         write_jsonl(out_dir / f"{name}.jsonl", rows)
@@ -132,6 +140,11 @@ def gaia_annotator_traces(
     if registry not in ROLES:
         raise typer.BadParameter(f"choose one of {', '.join(ROLES)}", param_hint="--registry")
     path = Path(root)
+    guard(
+        inputs=[path] if path.is_file() else [],
+        input_folders=[] if path.is_file() else [path],
+        files={"--out": out},
+    )
     questions = read_records(path, QuestionRecord) if path.is_file() else load_local(path, split)
     report = MappingReport()
     traces = [t for q in questions if (t := annotator_trace(q, registry, report)) is not None]

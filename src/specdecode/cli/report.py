@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from specdecode.cli._common import done, normalize_token
+from specdecode.cli._common import done, guard, normalize_token
 
 report_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"], "token_normalize_func": normalize_token},
@@ -36,5 +36,11 @@ def report_cmd(
 
     if not run_dir.is_dir():
         raise InputError("no such run directory", run_dir)
+    where = out if out is not None else run_dir
+    guard(
+        files={"--out (report.md)": where / "report.md", "--out (report.html)": where / "report.html"},
+        folders={"--out": where},
+        trees={"--out (figures/)": where / "figures"},
+    )
     md, html = write_report(run_dir, out, title)
     done(f"report → {html} (and {md.name}, figures/)")

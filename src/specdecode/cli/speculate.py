@@ -9,8 +9,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from specdecode.cli._common import console, done, normalize_token, settings_command
+from specdecode.cli._common import (
+    console,
+    done,
+    guard,
+    normalize_token,
+    registry_file,
+    settings_command,
+    unknown_tools,
+)
 from specdecode.settings import ReplayCommandSettings
+
+# the files `speculate replay` writes in --out
+REPLAY_FILES = ("steps.jsonl", "summary.json", "latency.json", "fingerprint.json", "calibration.json")
 
 speculate_app = typer.Typer(
     help="Speculation: fit cheap next-call tables, replay traces step by step against every "
@@ -35,9 +46,15 @@ def fit_cmd(
     """Fit the table predictors: frequency, pattern (previous tools → next tool, arguments from
     sources chosen by cross-validation on these traces only) and its ablations. Prints which
     source fills each argument of each tool, and the held-out accuracy that chose it."""
-    from specdecode.speculate.run import check_out_dir, fit
+    from specdecode.speculate.predictors import registry
+    from specdecode.speculate.run import fit
 
-    check_out_dir(out)
+    tables = table or registry.names("table")
+    guard(
+        inputs=[train_traces],
+        files={f"--out ({name}.json)": out / f"{name}.json" for name in tables},
+        folders={"--out": out},
+    )
     predictors = fit(train_traces, out, table)
     pattern = predictors.get("pattern")
     if pattern is not None and not quiet:
@@ -105,21 +122,30 @@ def parse_costs(specs: list[str] | None) -> dict[str, float]:
 def replay_cmd(settings: ReplayCommandSettings) -> None:
     """Replay gold traces step by step: hit@1/hit@k per predictor, paired tests, simulated speed-up."""
     from specdecode.errors import InputError
+    from specdecode.jsonl import read_records
     from specdecode.models import adapter_form
     from specdecode.prompts import PromptOptions
+    from specdecode.records import TraceRecord
     from specdecode.registry import load_registry
     from specdecode.speculate.predictors import registry
     from specdecode.speculate.replay import ReplaySettings
-    from specdecode.speculate.run import (
-        build_predictors,
-        check_out_dir,
-        expand_names,
-        latency_settings,
-        run_replay,
-    )
+    from specdecode.speculate.run import build_predictors, expand_names, latency_settings, run_replay
 
     s = settings
-    check_out_dir(s.out)  # before any model loads
+    names = expand_names(s.predictor, s.lora_dir is not None)
+    tables = [n for n in names if registry.spec_of(n).kind == "table"]
+    tables += [t for n in names for t in registry.spec_of(n).uses_tables if t not in tables]
+    guard(  # before any model loads
+        inputs=[
+            s.traces,
+            s.val_traces,
+            s.latency_file,
+            registry_file(s.registry),
+            *(s.fitted / f"{t}.json" for t in tables if s.fitted is not None),
+        ],
+        files={f"--out ({name})": s.out / name for name in REPLAY_FILES},
+        folders={"--out": s.out},
+    )
     reg = load_registry(s.registry)
     latency, given = latency_settings(
         s.actor_latency,
@@ -129,7 +155,8 @@ def replay_cmd(settings: ReplayCommandSettings) -> None:
         not s.ignore_trace_times,
         s.seed,
     )
-    names = expand_names(s.predictor, s.lora_dir is not None)
+    traces = read_records(s.traces, TraceRecord)
+    unknown_tools(s.traces, traces, reg, hint=" (never read-only: not speculated)")
     engine = None
     model_names = [n for n in names if registry.spec_of(n).kind == "model"]
     if model_names:
@@ -164,7 +191,7 @@ def replay_cmd(settings: ReplayCommandSettings) -> None:
     from specdecode.results import ReplaySummary
 
     summary = ReplaySummary.model_validate(
-        run_replay(s.traces, reg, predictors, s.out, replay_settings, s.limit, s.val_traces)
+        run_replay(traces, reg, predictors, s.out, replay_settings, s.limit, s.val_traces)
     )
     k, matcher, out = s.k, s.matcher, s.out
     table = Table(title=f"{summary.steps} steps of {summary.traces} traces, k={k}, matcher {matcher}")

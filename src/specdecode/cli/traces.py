@@ -7,9 +7,20 @@ from typing import Annotated
 
 import typer
 
-from specdecode.cli._common import Out, done, settings_command, warn
+from specdecode.cli._common import (
+    Out,
+    done,
+    err_console,
+    guard,
+    registry_file,
+    settings_command,
+    unknown_tools,
+    warn,
+)
 from specdecode.errors import InputError
 from specdecode.settings import TraceGenerateSettings
+
+GENERATE_FAILED = 1  # exit status of `traces generate` when any item failed (rerun to retry them)
 
 traces_app = typer.Typer(
     help="Trace sources: ask a teacher model (Gemini or an OpenAI-compatible server) for traces, "
@@ -20,13 +31,28 @@ traces_app = typer.Typer(
 
 @settings_command(traces_app, "generate", TraceGenerateSettings)
 def generate(settings: TraceGenerateSettings) -> None:
-    """Ask a teacher model for a thought → action trace per question; resumable, cached, budgeted."""
+    """Ask a teacher model for a thought → action trace per question; resumable, cached, budgeted.
+
+    Exit status 1 when any item failed (they are listed in OUT.errors.jsonl; a rerun asks again
+    for them), 0 when every item has a trace."""
     from specdecode.registry import load_registry
+    from specdecode.teacher.cache import default_cache_path
     from specdecode.teacher.client import ClientConfig, LLMClient, RetryPolicy
-    from specdecode.teacher.generate import TraceGenerator, generate_traces, load_questions
+    from specdecode.teacher.generate import TraceGenerator, generate_traces, load_questions, side_path
     from specdecode.teacher.providers import GenerationSettings
 
     s = settings
+    questions_folder = s.questions.is_dir()
+    guard(
+        inputs=[registry_file(s.registry), None if questions_folder else s.questions],
+        input_folders=[s.questions] if questions_folder else [],
+        files={
+            "--out": s.out,
+            "errors file": side_path(s.out, "errors.jsonl"),
+            "summary file": side_path(s.out, "summary.json"),
+            "--cache": None if s.no_cache else (s.cache or default_cache_path()),
+        },
+    )
     reg = load_registry(s.registry)
     items = load_questions(s.questions, s.split)
     config = ClientConfig(
@@ -51,14 +77,20 @@ def generate(settings: TraceGenerateSettings) -> None:
     finally:
         client.close()
     stats = summary["client"]
-    if summary["failed"]:
-        warn(f"{summary['failed']} item(s) failed ({summary['error_kinds']}); see {summary['errors_file']}")
-    done(
+    counts = (
         f"{summary['n']} questions → {summary['traces']} traces ({summary['valid']} valid, "
         f"{summary['invalid']} invalid), {summary['failed']} failed; {stats['calls']} calls, "
         f"{stats['retries']} retries, cache {stats['cache']['hits']} hits / "
         f"{stats['cache']['misses']} misses → {s.out}"
     )
+    if summary["failed"]:
+        warn(f"{summary['failed']} item(s) failed ({summary['error_kinds']}); see {summary['errors_file']}")
+        if not summary["traces"]:  # nothing to show for the run: no ✓
+            err_console.print(f"[red]failed:[/] {counts}", highlight=False, soft_wrap=True)
+        else:
+            done(counts)
+        raise typer.Exit(GENERATE_FAILED)  # a rerun asks again for the failed items
+    done(counts)
 
 
 @traces_app.command("import")
@@ -96,6 +128,7 @@ def import_cmd(
 
     if format not in ("openai", "otlp"):
         raise InputError(f"--format {format!r}: choose openai or otlp")
+    guard(inputs=[logs, read_only], files={"--out": out, "--registry-out": registry_out})
     if format == "otlp":
         from specdecode.integrations.otlp import import_command
 
@@ -133,7 +166,10 @@ def export_cmd(
     from specdecode.registry import load_registry
     from specdecode.teacher.logs import trace_to_conversation
 
+    guard(inputs=[traces, registry_file(registry)], files={"--out": out})
     reg = load_registry(registry) if registry else None
     records = read_records(traces, TraceRecord)
+    if reg is not None:
+        unknown_tools(traces, records, reg, hint=" (exported without their schemas)")
     write_jsonl(out, [trace_to_conversation(r, reg) for r in records])
     done(f"{len(records)} traces → {out}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from specdecode.cli._common import done, settings_command
+from specdecode.cli._common import done, guard, registry_file, settings_command
 from specdecode.settings import MergeSettings, TrainConfig
 
 train_app = typer.Typer()
@@ -18,6 +18,10 @@ def train_cmd(settings: TrainConfig) -> None:
     """
     from specdecode.train import train
 
+    guard(
+        inputs=[settings.train_file, settings.val_file, registry_file(settings.registry)],
+        trees={"--output-dir": settings.output_dir},
+    )
     train(settings)
 
 
@@ -26,5 +30,6 @@ def merge_cmd(settings: MergeSettings) -> None:
     """Merge a LoRA adapter into its base model and save a full model."""
     from specdecode.train import merge_adapter
 
+    guard(input_folders=[settings.lora_dir], trees={"--out": settings.out})
     merged = merge_adapter(settings.lora_dir, settings.out, settings.base_model, settings.trust_remote_code)
     done(f"merged model → {merged}")

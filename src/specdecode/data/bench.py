@@ -35,6 +35,7 @@ from typing import Any
 
 from specdecode.errors import InputError
 from specdecode.gaia.split import SPLITS, split_counts
+from specdecode.outputs import write_text
 from specdecode.records import ToolCall, ToolSpec, TraceRecord, TraceStep
 from specdecode.registry import Registry
 
@@ -318,7 +319,7 @@ def write_bench(
     unless ``overwrite``."""
     import yaml
 
-    from specdecode.jsonl import atomic_path, write_json, write_jsonl
+    from specdecode.jsonl import write_json, write_jsonl
 
     out = Path(out)
     bench = benchmark(name)
@@ -343,11 +344,10 @@ def write_bench(
     for split, rows in parts.items():
         write_jsonl(out / f"{split}.jsonl", rows)
     write_jsonl(out / "all.jsonl", records)
-    with atomic_path(out / "tools.yaml") as tmp:
-        tmp.write_text(
-            yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False, allow_unicode=True),
-            encoding="utf-8",
-        )
+    write_text(
+        out / "tools.yaml",
+        yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False, allow_unicode=True),
+    )
     manifest = {
         "benchmark": bench.name,
         "description": bench.description,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from specdecode.errors import InputError
+from specdecode.inputs import read_json, require_file
 from specdecode.jsonl import describe_validation_error, iter_json_lines
 from specdecode.records import QuestionRecord
 
@@ -41,14 +41,15 @@ def question_from_gaia(row: dict[str, Any], where: str, line: int | None = None)
 def _metadata_file(root: Path, split: str) -> Path | None:
     for folder in (root / "2023" / split, root / split, root):
         for name in ("metadata.jsonl", "metadata.parquet"):
-            if (folder / name).is_file():
-                return folder / name
+            if (folder / name).exists() or (folder / name).is_symlink():
+                return folder / name  # a FIFO or a broken link here is refused when read
     return None
 
 
 def _read_parquet(path: Path) -> list[QuestionRecord]:
     import pyarrow.parquet as pq
 
+    require_file(path, "parquet file")
     try:
         rows = pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several types for a bad file
@@ -59,10 +60,7 @@ def _read_parquet(path: Path) -> list[QuestionRecord]:
 def _read_folder(root: Path) -> list[QuestionRecord]:
     records = []
     for path in sorted(root.glob("*.json")):
-        try:
-            row = json.loads(path.read_bytes().decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"invalid JSON: {exc}", path, 1) from None
+        row = read_json(path)  # bounded; one-line errors naming the file
         if not isinstance(row, dict):
             raise InputError("expected a JSON object", path, 1)
         row.setdefault("task_id", path.stem)

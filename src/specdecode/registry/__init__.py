@@ -73,17 +73,27 @@ def load_registry(name_or_path: str | Path) -> Registry:
         text = resources.files("specdecode.registry").joinpath(f"{key}.yaml").read_text("utf-8")
         source = key
     else:
+        from specdecode.inputs import check_value, loads, read_text
+
         path = Path(key)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise InputError(f"no such registry file (built-in: {', '.join(BUILTIN)})", path)
-        try:
-            text, source = path.read_text("utf-8"), str(path)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"invalid UTF-8 at byte {exc.start}", path) from None
+        text, source = read_text(path, "registry file"), str(path)
     try:
-        data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+        if source.endswith(".json"):
+            data = loads(text, source)
+        else:
+            data = yaml.safe_load(text)
+            if source not in BUILTIN:
+                data = check_value(data, source)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"cannot parse registry: {exc}".splitlines()[0], source) from None
+    except RecursionError:
+        raise InputError("cannot parse registry: nested too deep", source) from None
+    except InputError as exc:
+        if exc.detail.startswith("invalid JSON"):
+            raise InputError(f"cannot parse registry: {exc.detail}", source, exc.line) from None
+        raise
     if isinstance(data, dict) and "tools" in data:
         data = data["tools"]
     if not isinstance(data, list) or not data:

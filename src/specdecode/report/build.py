@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from specdecode.errors import InputError
+from specdecode.outputs import write_text
 from specdecode.report import figures as F
 from specdecode.report.collect import RunData, collect
 from specdecode.report.context import Context
@@ -97,6 +98,6 @@ def write_report(run_dir: Path, out: Path | None = None, title: str | None = Non
     out.mkdir(parents=True, exist_ok=True)
     document, _ = build_document(data, out / "figures", title)
     md_path, html_path = out / "report.md", out / "report.html"
-    md_path.write_text(render_markdown(document, out), encoding="utf-8")
-    html_path.write_text(render_html(document), encoding="utf-8")
+    write_text(md_path, render_markdown(document, out))
+    write_text(html_path, render_html(document))
     return md_path, html_path

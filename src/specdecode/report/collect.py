@@ -10,12 +10,12 @@ Every input is optional: a file that is missing, torn or of an unexpected shape 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from specdecode.errors import InputError
 from specdecode.results import (
     UNREADABLE,
     AdapterConfig,
@@ -133,32 +133,46 @@ class RunData:
 
 
 def _load_yaml(path: Path, run: RunData) -> TrainConfigRecord | None:
-    import yaml
+    from specdecode.inputs import load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path)
         return TrainConfigRecord.model_validate(data) if isinstance(data, dict) else None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, *UNREADABLE):
+    except UNREADABLE:
         run.warnings.append(f"{path}: unreadable YAML, skipped")
         return None
 
 
-def _walk(root: Path) -> list[Path]:
-    """Every file under ``root``, skipping figures, checkpoints and hidden tool folders."""
+def _walk(root: Path, warnings: list[str] | None = None) -> list[Path]:
+    """Every regular file under ``root``, skipping figures, checkpoints and hidden tool folders;
+    anything else where a file would be (a FIFO, a device, a broken link or a link loop) is
+    skipped with a warning: it is never opened, so it cannot hang the report."""
+    from specdecode.inputs import is_regular_file
+
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("checkpoint-"))
-        out.extend(Path(dirpath) / f for f in sorted(filenames))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if is_regular_file(path):
+                out.append(path)
+            elif warnings is not None:
+                warnings.append(f"{path}: not a regular file (a FIFO, device or broken link), skipped")
     return out
 
 
 def _is_trace_file(path: Path) -> bool:
     """A JSONL file whose first record looks like a trace (``id`` and a ``trace`` list)."""
+    from specdecode.inputs import loads, max_line_bytes
+
+    record = None
     try:
-        with path.open(encoding="utf-8") as handle:
-            first = next((line for line in handle if line.strip()), "")
-        record = json.loads(first) if first else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        with path.open("rb") as handle:
+            for raw in iter(lambda: handle.readline(max_line_bytes()), b""):
+                if raw.strip():
+                    record = loads(raw, path)
+                    break
+    except (OSError, InputError):
         return False
     match record:
         case {"id": _, "trace": list()}:
@@ -194,10 +208,12 @@ def _training(folder: Path, run: RunData) -> Training:
 def _results(path: Path, run: RunData) -> None:
     """A ``X.summary.json``: a comparison (``base`` and ``lora``), an evaluation (``metrics``), or
     another command's summary (skipped)."""
+    from specdecode.inputs import read_json
+
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        run.warnings.append(f"{path}: unreadable JSON ({type(exc).__name__}), skipped")
+        raw = read_json(path)
+    except InputError as exc:
+        run.warnings.append(f"{exc.message}: unreadable JSON, skipped")
         return
     rows_path = path.with_name(path.name.removesuffix(".summary.json") + ".jsonl")
     match raw:
@@ -213,10 +229,12 @@ def _results(path: Path, run: RunData) -> None:
 
 def _replay(path: Path, run: RunData) -> None:
     """A ``summary.json`` of ``speculate replay`` (one that lists ``predictors``)."""
+    from specdecode.inputs import read_json
+
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        run.warnings.append(f"{path}: unreadable JSON ({type(exc).__name__}), skipped")
+        raw = read_json(path)
+    except InputError as exc:
+        run.warnings.append(f"{exc.message}: unreadable JSON, skipped")
         return
     if not isinstance(raw, dict) or "predictors" not in raw:
         return
@@ -239,7 +257,7 @@ def collect(run_dir: str | Path) -> RunData:
     """Scan ``run_dir`` recursively for every output the report knows."""
     root = Path(run_dir)
     data = RunData(root)
-    files = _walk(root)
+    files = _walk(root, data.warnings)
     for folder in sorted({p.parent for p in files if p.name in TRAINING_FILES}):
         data.trainings.append(_training(folder, data))
     for path in files:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
+from specdecode.errors import InputError
 from specdecode.jsonl import write_json
 
 # A JSON number kept as written (an int stays an int, a float a float).
@@ -57,12 +58,15 @@ class Versioned(ResultModel):
 
 
 # Everything a reader may meet in a torn, truncated or foreign file.
-UNREADABLE = (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError, ValueError)
+UNREADABLE = (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError, ValueError, InputError)
 
 
 def read_result(path: str | Path, model: type[M]) -> M:
-    """One JSON file validated by ``model`` (raises one of ``UNREADABLE``)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """One JSON file, through the bounded reader (regular files only, bounded nesting and
+    numbers, finite numbers), validated by ``model`` (raises one of ``UNREADABLE``)."""
+    from specdecode.inputs import read_json
+
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return model.model_validate(data)
@@ -70,14 +74,16 @@ def read_result(path: str | Path, model: type[M]) -> M:
 
 def read_rows(path: str | Path, model: type[M]) -> tuple[list[M], int]:
     """The rows of a JSONL file that ``model`` accepts, and how many lines were unreadable."""
+    from specdecode.inputs import iter_lines, loads
+
     rows: list[M] = []
     bad = 0
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
+    for number, raw in iter_lines(path):
+        if not raw.strip():
             continue
         try:
-            rows.append(model.model_validate_json(line))
-        except ValidationError:
+            rows.append(model.model_validate(loads(raw, path, number)))
+        except (ValidationError, InputError):
             bad += 1
     return rows, bad
 

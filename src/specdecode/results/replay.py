@@ -75,7 +75,7 @@ class Simulation(ResultModel):
 class SweepPoint(ResultModel):
     tool_fraction: Number = 0.0
     speedup: Number = 1.0
-    bound: Number = 1.0
+    bound: Number | None = 1.0  # None: unbounded (every tool second hidden)
     time_saved_share: Number | None = None
 
 

@@ -25,13 +25,22 @@ Guarantees:
 * speculative results are used only for the round (the observation) they were launched in;
   :meth:`SpeculativeExecutor.end_round` ends a round without starting another (a new turn);
 * an ``admit`` hook (caps shared by many executors, a rate limit) may refuse a candidate at
-  launch time, like a missing slot; with ``cancel_unused=True`` the ``async def`` speculative
-  calls still running when their round ends unused are cancelled;
+  launch time, like a missing slot;
 * after :meth:`SpeculativeExecutor.close`, ``call``/``acall`` run the tool directly (nothing is
   speculated, matched, counted or recorded) and ``speculate``/``start``/``observe`` launch nothing;
 * ``close()`` never strands a real call: one already running an ``async def`` tool on the
   executor's background event loop (a thread's ``call``) finishes normally, because the loop is
-  stopped only once no such call is left — ``close()`` itself returns at once, without waiting.
+  stopped only once no such call is left — ``close()`` itself returns at once, without waiting;
+* a speculative result is served only to an **exactly equal** call (same tool, equal
+  arguments) unless the tool opts into a looser matcher (``serve_match={"search":
+  "normalised"}``): normalisation is for scoring predictions, not for handing the result of
+  ``"Paris  FRANCE"`` to ``"paris france"`` (file paths, case-sensitive ids);
+* the executor never keeps the process alive: its workers are daemon threads, so a speculative
+  call or a predictor that never returns is abandoned when the agent's program ends (with or
+  without ``close()``);
+* unused speculative work is cancelled where the tool allows it (``cancel_unused``, on by
+  default): an ``async def`` call whose round ended unused is cancelled, and a queued sync call
+  that has not started never starts.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import contextlib
 import contextvars
 import inspect
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,7 +61,7 @@ from typing import Any
 
 from specdecode.records import ToolCall, TraceStep
 from specdecode.registry import Registry
-from specdecode.speculate.match import make_matcher
+from specdecode.speculate.match import Matcher, make_matcher
 from specdecode.speculate.policy import LaunchPolicy, registry_costs, with_probs
 from specdecode.speculate.predictors.base import Predictor, StepContext
 from specdecode.speculate.schema import CallGuard
@@ -91,8 +101,8 @@ class ExecutorStats:
             call does later; plus predictor runs that raised.
         time_saved: seconds, summed over hits: the speculative call's duration minus the
             agent's wait for it.
-        cancelled: wasted speculative calls still running when their round ended, cancelled
-            (``cancel_unused``; ``async def`` tools only). They are not counted in ``errors``.
+        cancelled: wasted speculative calls cancelled when their round ended unused (an
+            ``async def`` call, or a sync call still queued). They are not counted in ``errors``.
     """
 
     predictions: int = 0
@@ -116,6 +126,76 @@ class ExecutorStats:
         return self.hits / real if real else 0.0
 
 
+class DaemonPool:
+    """A small pool of daemon worker threads (started as needed, up to ``workers``).
+
+    Unlike :class:`concurrent.futures.ThreadPoolExecutor`, whose threads the interpreter joins
+    at exit, nothing here keeps the process alive: work that never returns (a hung speculative
+    call or predictor) is abandoned when the program ends."""
+
+    def __init__(self, workers: int, name: str):
+        self._workers, self._name = max(1, workers), name
+        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run ``fn(*args)`` in a worker; its future. RuntimeError after :meth:`shutdown`."""
+        future: Future = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            self._queue.put((future, fn, args))
+            if self._idle == 0 and len(self._threads) < self._workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1  # that idle worker takes this item
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args)
+                except BaseException as exc:  # the future carries it
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, fn, args
+            with self._lock:
+                if self._shutdown:
+                    return
+                self._idle += 1
+
+    def shutdown(self, cancel_futures: bool = True) -> None:
+        """Take no more work; cancel what has not started. Never waits for running work."""
+        with self._lock:
+            self._shutdown = True
+            threads = len(self._threads)
+        while cancel_futures:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in range(threads):
+            self._queue.put(None)
+
+
 @dataclass
 class _Spec:
     call: ToolCall
@@ -125,8 +205,9 @@ class _Spec:
     used: bool = False  # claimed by a real call, or counted wasted
     timed_out: bool = False  # the agent gave up waiting (its error is already counted)
     release: Callable[[], None] | None = None  # what the admit hook hands back, called once at the end
-    handle: Future | None = None  # an async call's task on the background loop (to cancel it)
-    cancelled: bool = False  # cancelled unused at the end of its round (not an error)
+    cancelled: bool = False  # its round ended unused and the call was cancelled (not an error)
+    handle: Future | None = None  # the running call (pool future or the coroutine's future)
+    is_async: bool = False  # an ``async def`` call (cancellable while it runs)
 
 
 @dataclass
@@ -180,7 +261,10 @@ class SpeculativeExecutor:
             as keyword arguments. A speculative call of a wrapper carrying ``ORIGINAL_ATTRIBUTE``
             runs the plain function it names (a sync one in the executor's own threads).
         k: candidates launched per step (each read-only candidate is one speculative call).
-        matcher: ``exact``, ``normalised`` or ``jaccard`` (with ``threshold``).
+        matcher: which real call a speculative result is served to: ``exact`` (default: same
+            tool, equal arguments), ``normalised`` or ``jaccard`` (with ``threshold``).
+        serve_match: tool name → matcher for that tool (a per-tool opt-in to a looser match,
+            e.g. ``{"search": "normalised"}`` for a search engine that ignores case).
         max_concurrency: speculative calls running at once, at most.
         timeout: seconds a speculative result is waited for (per tool: ``tool_timeouts``).
         auto: after each real call, record it in the history and speculate the next one.
@@ -191,8 +275,8 @@ class SpeculativeExecutor:
         admit: called with each candidate about to launch (after the policy, with a slot held):
             returns a function to call once the speculative call has really ended, or ``None``
             to refuse it (counted ``skipped``). For limits shared by many executors.
-        cancel_unused: cancel ``async def`` speculative calls still running when their round
-            ends unused (the agent called something else): their work stops, their slot frees.
+        cancel_unused: cancel speculative calls whose round ends unused (the agent called something
+            else) where possible: an ``async def`` call, a sync call still queued.
     """
 
     def __init__(
@@ -202,8 +286,9 @@ class SpeculativeExecutor:
         tools: Mapping[str, Callable[..., Any]],
         *,
         k: int = 1,
-        matcher: str = "normalised",
+        matcher: str = "exact",
         threshold: float = 0.8,
+        serve_match: Mapping[str, str] | None = None,
         max_concurrency: int = 4,
         timeout: float = 30.0,
         tool_timeouts: Mapping[str, float] | None = None,
@@ -211,7 +296,7 @@ class SpeculativeExecutor:
         policy: LaunchPolicy | None = None,
         expected_seconds: Mapping[str, float] | None = None,
         admit: Callable[[ToolCall], Callable[[], None] | None] | None = None,
-        cancel_unused: bool = False,
+        cancel_unused: bool = True,
     ):
         self.predictor, self.registry, self.tools = predictor, registry, dict(tools)
         self._guard = CallGuard(registry.tools)
@@ -219,6 +304,9 @@ class SpeculativeExecutor:
         self.policy = policy or LaunchPolicy(0.0, self.k, registry_costs(registry))
         self.expected_seconds = dict(expected_seconds or {})
         self.matcher = make_matcher(matcher, threshold)
+        self.serve_match: dict[str, Matcher] = {
+            tool: make_matcher(name, threshold) for tool, name in (serve_match or {}).items()
+        }
         self.max_concurrency = max(1, max_concurrency)
         self.timeout, self.tool_timeouts = timeout, dict(tool_timeouts or {})
         self.admit, self.cancel_unused = admit, cancel_unused
@@ -227,8 +315,8 @@ class SpeculativeExecutor:
         self.history: list[TraceStep] = []
         self._lock = threading.RLock()
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
-        self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="speculative-call")
-        self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="speculator")
+        self._pool = DaemonPool(self.max_concurrency, "speculative-call")
+        self._predict_pool = DaemonPool(1, "speculator")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._real_on_loop = 0  # real calls running on the background loop now
@@ -353,8 +441,8 @@ class SpeculativeExecutor:
             self._closed = True
             self._close_round()
             loop = self._loop if self._real_on_loop == 0 else None
-        self._predict_pool.shutdown(wait=False, cancel_futures=True)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._predict_pool.shutdown(cancel_futures=True)
+        self._pool.shutdown(cancel_futures=True)
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
 
@@ -423,7 +511,7 @@ class SpeculativeExecutor:
             if round_.closed or round_ is not self._round:
                 return []
             for call in self.decide(prediction.calls[: self.k], prediction.probs):
-                if any(self.matcher(s.call, call) for s in round_.specs):
+                if any(self.serves(s.call, call) for s in round_.specs):
                     continue
                 if not self._slots.acquire(blocking=False):
                     self._count(skipped=1)
@@ -456,13 +544,21 @@ class SpeculativeExecutor:
             self.max_running = max(self.max_running, self.running)
         if inspect.iscoroutinefunction(fn):
             timeout = self.tool_timeouts.get(spec.call.tool_name, self.timeout)
+            spec.is_async = True
             spec.handle = asyncio.run_coroutine_threadsafe(
                 self._run_async(spec, fn, timeout), self._event_loop()
             )
             return
         try:
-            self._pool.submit(self._run_sync, spec, fn)
+            spec.handle = self._pool.submit(self._run_sync, spec, fn)
         except RuntimeError:  # closed
+            self._done(spec, False, None)
+            return
+        spec.handle.add_done_callback(lambda handle: self._never_started(spec, handle))
+
+    def _never_started(self, spec: _Spec, handle: Future) -> None:
+        """A queued sync call cancelled before it started: its slot is freed here."""
+        if handle.cancelled():
             self._done(spec, False, None)
 
     def _run_sync(self, spec: _Spec, fn: Callable[..., Any]) -> None:
@@ -569,10 +665,15 @@ class SpeculativeExecutor:
             if not self._may_speculate(real.tool_name):
                 return None
             for spec in round_.specs:
-                if not spec.used and self.matcher(spec.call, real):
+                if not spec.used and self.serves(spec.call, real):
                     spec.used = True
                     return spec
             return None
+
+    def serves(self, speculative: ToolCall, real: ToolCall) -> bool:
+        """Whether the result of ``speculative`` may be handed to the agent's ``real`` call: by
+        the tool's own ``serve_match`` entry, else the executor's ``matcher`` (exact by default)."""
+        return self.serve_match.get(real.tool_name, self.matcher)(speculative, real)
 
     def _finish_hit(self, real: ToolCall, spec: _Spec, value: Any, entered: float) -> Any:
         waited = time.perf_counter() - entered
@@ -588,7 +689,8 @@ class SpeculativeExecutor:
             self._count(direct=1)
 
     def _close_round(self) -> None:
-        """Count the round's unused speculative calls as wasted (cancel what has not started)."""
+        """Count the round's unused speculative calls as wasted and cancel them where the tool
+        allows it (an ``async def`` call; a sync call still queued)."""
         round_ = self._round
         round_.closed = True
         for spec in round_.specs:
@@ -596,10 +698,13 @@ class SpeculativeExecutor:
                 spec.used = True  # counted once
                 self._count(wasted_calls=1)
                 if self.cancel_unused and spec.handle is not None and spec.finished is None:
-                    spec.cancelled = True
-                    self._count(cancelled=1)
-                    spec.handle.cancel()  # the task on the background loop
-                    self._done(spec, False, None)  # now: a task cancelled before it started never ends
+                    spec.cancelled = True  # before cancel(): its callback may end the call now
+                    if spec.handle.cancel() or spec.is_async:
+                        self._count(cancelled=1)
+                        if spec.is_async:  # a task cancelled before it started never ends itself
+                            self._done(spec, False, None)
+                    else:
+                        spec.cancelled = False  # a sync call already running: it runs to its end
         round_.specs = []
 
     def _after(self, real: ToolCall, result: Any) -> None:

@@ -139,8 +139,17 @@ def live_check(
     sim = predicted[name]["simulation"]  # the dict replay returns (written as ReplaySummary)
     plain = run_plain(traces, RecordedTools(registry, latency), latency)
     tools = RecordedTools(registry, latency)
+    # The recorded tools answer from the trace whatever the case or spacing of the arguments, so
+    # serving by replay's own (normalised) matcher is safe here and keeps the two comparable;
+    # a real agent keeps the executor's default: exact calls only.
     with SpeculativeExecutor(
-        predictor, registry, tools.functions, k=1, max_concurrency=max_concurrency, auto=False
+        predictor,
+        registry,
+        tools.functions,
+        k=1,
+        max_concurrency=max_concurrency,
+        auto=False,
+        matcher="normalised",
     ) as executor:
         speculative = run_speculative(traces, tools, latency, executor)
         stats = executor.stats

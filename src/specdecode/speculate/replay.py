@@ -155,9 +155,26 @@ def _row_key(row: dict[str, Any]) -> tuple[str, str, int]:
     return (row["predictor"], row["id"], int(row["step"]))
 
 
+def _state(path: Path) -> dict[str, Any]:
+    """A state file of an earlier run in the output folder (calibration, fingerprints, latency):
+    its object, or empty when it is missing, torn or not ours (it is then rewritten)."""
+    from specdecode.errors import InputError
+    from specdecode.inputs import is_regular_file, read_json
+
+    if not is_regular_file(path):
+        return {}
+    try:
+        data = read_json(path)
+    except InputError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _load_rows(path: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
+    from specdecode.inputs import is_regular_file
+
     rows: dict[tuple[str, str, int], dict[str, Any]] = {}
-    if not path.exists():
+    if not is_regular_file(path):
         return rows
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
@@ -179,7 +196,7 @@ def calibrate(
     the same predictor settings and traces; returns name → calibration report."""
     from specdecode.speculate.calibration import Calibration
 
-    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    stored = _state(path)
     reports: dict[str, Any] = {}
     if not traces:
         return reports
@@ -190,7 +207,8 @@ def calibrate(
         if not hasattr(predictor, "calibrate"):
             continue
         key = _fingerprint({"predictor": predictor.describe(), "traces": traces_fingerprint(traces)})
-        report = stored.get(name, {}) if stored.get(name, {}).get("key") == key else None
+        entry = stored.get(name)
+        report = entry if isinstance(entry, dict) and entry.get("key") == key else None
         if report is None:
             console.print(f"replay {name}: calibrating on {len(contexts)} validation steps")
             report = {"key": key, **predictor.calibrate(contexts, gold, matcher)}  # type: ignore[attr-defined]
@@ -238,7 +256,7 @@ def replay(
     fingerprints = {
         name: _fingerprint({**base_fp, "predictor": p.describe()}) for name, p in predictors.items()
     }
-    old = json.loads(fp_path.read_text()) if fp_path.is_file() else {}
+    old = _state(fp_path)
     rows = _load_rows(steps_path)
     stale = {name for name in predictors if old.get(name) not in (None, fingerprints[name])}
     stale |= {name for name in predictors if name not in old}
@@ -253,8 +271,11 @@ def replay(
     if kept:
         console.print(f"replay: resuming, {len(kept)} rows already in {steps_path}")
     write_json(fp_path, {**{n: f for n, f in old.items() if n not in predictors}, **fingerprints})
-    latencies = json.loads(lat_path.read_text()) if lat_path.is_file() else {}
-    latencies = {n: v for n, v in latencies.items() if v.get("fingerprint") == fingerprints.get(n)}
+    latencies = {
+        n: v
+        for n, v in _state(lat_path).items()
+        if isinstance(v, dict) and v.get("fingerprint") == fingerprints.get(n)
+    }
     for name, predictor in predictors.items():
         pending = [c for c in contexts if (name, c.id, c.step) not in kept]
         for start in range(0, len(pending), settings.chunk):

@@ -107,7 +107,9 @@ def latency_settings(
     if latency_file:
         from specdecode.settings import read_yaml_mapping
 
-        data = read_yaml_mapping(latency_file, "latency file", "actor / tool / speculator")
+        data = read_yaml_mapping(
+            latency_file, "latency file", "actor / tool / speculator", keys=("actor", "tool", "speculator")
+        )
 
     def specs(value: Any) -> list[str]:
         if value is None:
@@ -118,6 +120,13 @@ def latency_settings(
             return [str(v) for v in value]
         return [str(value)]
 
+    for key in ("actor", "tool", "speculator"):  # the file's own distributions, named by the file
+        for spec in specs(data.get(key)):
+            name, eq, dist = spec.partition("=")
+            try:
+                Distribution.parse(dist if eq and ":" not in name else spec)
+            except ValueError as exc:
+                raise InputError(f"{key}: {exc}", latency_file) from None
     try:
         model = LatencyModel.from_specs(
             actor or (str(data["actor"]) if data.get("actor") is not None else None),

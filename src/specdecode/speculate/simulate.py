@@ -34,8 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-
 # --------------------------------------------------------------------------- distributions
+MAX_SECONDS = 1e6  # the longest latency (or mean latency) a distribution may give: 11.6 days
+
+
 @dataclass(frozen=True)
 class Distribution:
     """``fixed:X``, ``uniform:A,B``, ``lognormal:MU,SIGMA`` (of the log, seconds) or
@@ -46,10 +48,13 @@ class Distribution:
 
     @classmethod
     def parse(cls, text: str | float | Distribution) -> Distribution:
+        """The one parser of latency distributions: every parameter a finite number, seconds
+        never negative, a mean of at most ``MAX_SECONDS`` (so no draw or sum overflows);
+        ValueError with a one-line reason otherwise."""
         if isinstance(text, Distribution):
             return text
-        if isinstance(text, (int, float)):
-            return cls("fixed", (float(text),))
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            text = f"fixed:{text!r}"
         kind, _, rest = str(text).strip().partition(":")
         kind = kind.strip().lower()
         try:
@@ -66,10 +71,24 @@ class Distribution:
             )
         elif len(params) != want[kind]:
             raise ValueError(f"bad latency {text!r}: {kind} takes {want[kind]} number(s)")
+        if not all(math.isfinite(p) for p in params):
+            raise ValueError(f"bad latency {text!r}: parameters must be finite numbers")
+        if kind == "lognormal":
+            mu, sigma = params
+            if sigma < 0:
+                raise ValueError(f"bad latency {text!r}: lognormal needs SIGMA >= 0")
+            if mu + sigma**2 / 2 > math.log(MAX_SECONDS):
+                raise ValueError(
+                    f"bad latency {text!r}: a mean of e^{mu + sigma**2 / 2:g} seconds is more than "
+                    f"{MAX_SECONDS:g}"
+                )
+        else:
+            if any(p < 0 for p in params):
+                raise ValueError(f"bad latency {text!r}: negative seconds")
+            if any(p > MAX_SECONDS for p in params):
+                raise ValueError(f"bad latency {text!r}: more than {MAX_SECONDS:g} seconds")
         if kind == "uniform" and params[0] > params[1]:
             raise ValueError(f"bad latency {text!r}: uniform needs A <= B")
-        if any(p < 0 for p in params) and kind != "lognormal":
-            raise ValueError(f"bad latency {text!r}: negative seconds")
         return cls(kind, params)
 
     def sample(self, rng: random.Random) -> float:

@@ -72,10 +72,13 @@ class ReplyCache:
             return str(row[0])
 
     def put(self, key: str, text: str, provider: str, model: str) -> None:
+        """Store a reply (redacted: a key the server echoed is never stored)."""
+        from specdecode.outputs import redact
+
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?)",
-                (key, provider, model, text, time.time()),
+                (key, provider, model, redact(text), time.time()),
             )
             self._db.commit()
 

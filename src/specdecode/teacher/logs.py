@@ -51,7 +51,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from specdecode.errors import InputError
-from specdecode.jsonl import atomic_path, describe_validation_error, iter_json_lines
+from specdecode.jsonl import describe_validation_error, iter_json_lines
+from specdecode.outputs import write_text
 from specdecode.records import ChatRecord, ToolSpec, TraceRecord, TraceStep
 from specdecode.registry import Registry
 
@@ -242,13 +243,19 @@ def read_only_names(overlay: str | Path | None, flags: Sequence[str] = ()) -> se
     names = {n.strip() for n in flags if n.strip()}
     if overlay is None:
         return names
+    from specdecode.inputs import load_yaml
+
     path = Path(overlay)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InputError("no such read-only overlay file", path)
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(f"cannot parse: {exc}".splitlines()[0], path) from None
+        data = load_yaml(path, "read-only overlay file")
+    except InputError as exc:
+        if not exc.detail.startswith("invalid YAML"):
+            raise
+        raise InputError(
+            f"cannot parse: {exc.detail.removeprefix('invalid YAML: ')}", path, exc.line
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("read_only"), list):
         data = data["read_only"]
     elif isinstance(data, dict) and isinstance(data.get("tools"), list):
@@ -326,12 +333,11 @@ def write_registry(path: str | Path, tools: Sequence[ToolSpec]) -> None:
         }
         for t in tools
     ]
-    with atomic_path(path) as tmp:
-        tmp.write_text(
-            "# Tools from agent logs. read_only: true marks tools safe to run speculatively.\n"
-            + yaml.safe_dump(entries, sort_keys=False, allow_unicode=True),
-            encoding="utf-8",
-        )
+    write_text(
+        path,
+        "# Tools from agent logs. read_only: true marks tools safe to run speculatively.\n"
+        + yaml.safe_dump(entries, sort_keys=False, allow_unicode=True),
+    )
 
 
 def trace_to_conversation(record: TraceRecord, registry: Registry | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from specdecode.errors import InputError
+from specdecode.outputs import register_secret
 
 PROVIDERS = ("gemini", "openai")
 KEY_ENVS = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "openai": ("OPENAI_API_KEY",)}
@@ -82,6 +83,7 @@ def resolve_api_key(provider: str, api_key_env: str | None, base_url: str | None
     for name in names:
         value = os.environ.get(name, "").strip()
         if value:
+            register_secret(value)  # never written anywhere from now on (specdecode.outputs)
             return value
     if provider == "openai" and base_url and not api_key_env:
         return "not-needed"

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from specdecode.errors import InputError
-from specdecode.jsonl import atomic_path, write_json
+from specdecode.jsonl import write_json
+from specdecode.outputs import write_text
 from specdecode.prompts import PromptOptions
 from specdecode.records import ChatRecord
 from specdecode.registry import load_registry
@@ -391,17 +392,16 @@ def save(config: TrainConfig, run: Run, summary: dict[str, Any]) -> None:
     output_dir = Path(config.output_dir)
     trainer.save_model(str(output_dir))
     run.tokenizer.save_pretrained(str(output_dir))
-    with atomic_path(output_dir / "train_config.yaml") as tmp:
-        tmp.write_text(config.to_yaml(), encoding="utf-8")
+    write_text(output_dir / "train_config.yaml", config.to_yaml())
     registry = load_registry(config.registry)
-    with atomic_path(output_dir / "tools.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False))
+    write_text(
+        output_dir / "tools.yaml", yaml.safe_dump([t.model_dump() for t in registry.tools], sort_keys=False)
+    )
     TrainingCurves.new(**curves(trainer.state.log_history, summary["initial_eval_loss"])).write(
         output_dir / "training_curves.json"
     )
     TrainingSummary.model_validate(summary).write(output_dir / "training_summary.json")
-    with atomic_path(output_dir / "README.md") as tmp:
-        tmp.write_text(model_card(config, summary), encoding="utf-8")
+    write_text(output_dir / "README.md", model_card(config, summary))
     console.print(
         f"[green]✓[/] adapter → {output_dir} (step {summary['global_step']}, "
         f"validation loss {summary['final_eval_loss']:.4f}, best {summary['best_eval_loss']})"

@@ -37,10 +37,12 @@ class OpenAIBackend:
     ):
         from openai import OpenAI
 
+        from specdecode.outputs import register_secret
+
         self.base_url = base_url
-        self.client = OpenAI(
-            base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout, max_retries=2
-        )
+        key = os.environ.get(api_key_env) or "EMPTY"
+        register_secret(key)  # never written anywhere (specdecode.outputs.redact)
+        self.client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=2)
         self.base_model, self.lora_name = base_model, lora_name
         self.has_adapter = lora_name is not None
         self.identity = {

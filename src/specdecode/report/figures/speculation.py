@@ -3,6 +3,7 @@ calls, latency, the launch-policy frontier and calibration."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
@@ -142,7 +143,9 @@ def speedup_sweep(predictors: Predictors) -> Figure | None:
         c = color(name, i)
         fs = [r.tool_fraction for r in p.sweep]
         ax.plot(fs, [r.speedup for r in p.sweep], color=c, lw=2, marker="o", ms=3.5, label=name)
-        ax.plot(fs, [r.bound for r in p.sweep], color=c, lw=1, ls="--", alpha=0.8)
+        # an unbounded speed-up (every tool second hidden) is stored as null: not drawn
+        bounds = [math.nan if r.bound is None else r.bound for r in p.sweep]
+        ax.plot(fs, bounds, color=c, lw=1, ls="--", alpha=0.8)
         fraction = p.simulation.tool_fraction if p.simulation else None
         if finite(fraction) and finite(p.speedup):
             ax.plot([fraction], [p.speedup], marker="D", ms=7, color=c, mec="white", zorder=5)

@@ -51,6 +51,9 @@ def _config(batch_size: int, max_new_tokens: int, temperature: float, seed: int)
     )
 
 
+SEQUENTIAL_PROMPT_TOKENS = 768  # auto: prompts at least this long are answered one at a time
+
+
 def _prob(generation: Any) -> float | None:
     """The model's own probability of what it generated (None: the backend does not say)."""
     logprob = getattr(generation, "logprob", None)
@@ -124,15 +127,26 @@ class ModelPredictor(Predictor):
         return self.backend.generate(requests, config, adapter=self.adapter)
 
     # ---------------------------------------------------------------- predicting
-    def is_sequential(self) -> bool:
-        """Steps one at a time with the cached prefix (the hf backend), else batched."""
-        return self.sequential if self.sequential is not None else hasattr(self.backend, "reuse_prefix")
+    def is_sequential(self, contexts: Sequence[StepContext] = ()) -> bool:
+        """Steps one at a time with the cached prefix, or batched. ``sequential=None`` (auto): one at
+        a time on a backend that keeps the prefix (hf) when the prompts are long enough that their
+        prefill, not the decoding, is what costs (real agents' conversations); short prompts decode
+        faster in batches."""
+        if self.sequential is not None:
+            return self.sequential
+        if not hasattr(self.backend, "reuse_prefix") or not hasattr(self.backend, "prompt_ids"):
+            return False
+        sample = list(contexts)[:8]
+        if not sample:
+            return True
+        lengths = [len(self.backend.prompt_ids(self.request(c, "length"))) for c in sample]
+        return sum(lengths) / len(lengths) >= SEQUENTIAL_PROMPT_TOKENS
 
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         """Predictions for many steps: batched, or (``is_sequential``) one step after the other in
         the order given, each prompt prefilling only what it adds to the one before, so each
         prediction's latency is the one a live speculator has."""
-        if not self.is_sequential() or len(contexts) <= 1:
+        if len(contexts) <= 1 or not self.is_sequential(contexts):
             return self._predict_batch(contexts, k)
         had_switch = set_prefix_reuse(self.backend, True)
         try:
@@ -218,7 +232,7 @@ class ModelPredictor(Predictor):
             "temperature": self.temperature,
             "seed": self.seed,
             "samples": self.samples,
-            "sequential": self.is_sequential(),
+            "sequential": self.sequential,
         }
 
 
@@ -249,7 +263,7 @@ class HybridPredictor(Predictor):
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         """Batched, or (the model's ``is_sequential``) each step's requests one at a time in the
         order given, every prompt reusing the KV cache of the one before."""
-        if not self.model.is_sequential() or len(contexts) <= 1:
+        if len(contexts) <= 1 or not self.model.is_sequential(contexts):
             return self._predict_batch(contexts, k)
         had_switch = set_prefix_reuse(self.model.backend, True)
         try:

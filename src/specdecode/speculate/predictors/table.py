@@ -29,7 +29,7 @@ from typing import Any
 
 from specdecode.errors import InputError
 from specdecode.jsonl import write_json
-from specdecode.records import ToolCall, TraceRecord
+from specdecode.records import ToolCall, TraceRecord, TraceStep
 from specdecode.speculate.arguments import (
     START,
     ArgumentTable,
@@ -388,13 +388,15 @@ def fit_tables(
 
 def load_table(path: str | Path) -> Predictor:
     """A fitted table from its JSON file (``DIR/NAME.json``)."""
+    from specdecode.inputs import read_json
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InputError("no fitted predictor here (run `specdecode speculate fit` first)", path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a fitted predictor: {exc}".splitlines()[0], path) from None
+        data = read_json(path, "fitted predictor file")
+    except InputError as exc:
+        raise InputError(f"not a fitted predictor: {exc.detail}", path, exc.line) from None
     if not isinstance(data, dict):
         raise InputError("not a fitted predictor: expected a JSON object", path)
     kind = data.get("kind")
@@ -407,8 +409,18 @@ def load_table(path: str | Path) -> Predictor:
     if spec.load is None:
         raise InputError(f"{kind!r} is not a table predictor", path)
     try:
-        return spec.load(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        predictor = spec.load(data)
+        _smoke_test(predictor)
+    except Exception as exc:  # any shape the loader or a first prediction cannot use
         raise InputError(
             f"not a fitted {kind} table ({type(exc).__name__}: {exc})".splitlines()[0], path
         ) from None
+    return predictor
+
+
+def _smoke_test(predictor: Predictor) -> None:
+    """Predict the first two steps of an empty question: a table of the wrong shape fails here,
+    at load time, not in the middle of a replay."""
+    first = predictor.predict(StepContext(question="?"), 3)
+    history = tuple(TraceStep(action=call) for call in first[:1])
+    predictor.predict(StepContext(question="?", history=history, step=len(history)), 3)
