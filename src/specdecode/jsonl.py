@@ -29,11 +29,17 @@ M = TypeVar("M", bound=BaseModel)
 stderr = Console(stderr=True)
 
 
+_UNION_TAGS = ("int", "float", "str", "bool", "none", "list", "dict")
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line for the first problem pydantic found, naming the field."""
     err = exc.errors()[0]
+    parts = list(err["loc"])
+    while parts and parts[-1] in _UNION_TAGS:  # pydantic names the union member it tried last
+        parts.pop()
     loc = ""
-    for part in err["loc"]:
+    for part in parts:
         loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
     if err["type"] == "missing":
         return f"missing field '{loc}'"

@@ -112,11 +112,19 @@ class RunData:
     # ---------------------------------------------------------------- readers
     def read(self, path: Path, model: type[M]) -> M | None:
         """``path`` through ``model``, or None and a warning."""
+        from pydantic import ValidationError
+
+        from specdecode.jsonl import describe_validation_error
+
         try:
             return read_result(path, model)
+        except ValidationError as exc:  # a summary of the wrong shape: name the field
+            self.warnings.append(f"{path}: {describe_validation_error(exc)}; skipped")
+        except InputError as exc:
+            self.warnings.append(f"{exc.message}: unreadable JSON, skipped")
         except UNREADABLE as exc:
             self.warnings.append(f"{path}: unreadable JSON ({type(exc).__name__}), skipped")
-            return None
+        return None
 
     def rows(self, path: Path, model: type[M]) -> list[M]:
         """The readable rows of a JSONL file (none when it is missing), unreadable lines counted."""
@@ -221,10 +229,15 @@ def _results(path: Path, run: RunData) -> None:
             compared = run.read(path, CompareSummary)
             if compared is not None:
                 run.comparisons.append(Results(path, compared, run.rows(rows_path, CompareRow)))
-        case {"metrics": dict()}:
-            evaluated = run.read(path, EvalSummary)
-            if evaluated is not None:
-                run.evals.append(Evaluation(path, evaluated, run.rows(rows_path, EvalRow)))
+        case {"base": _, "lora": _} | {"metrics": _}:
+            if "metrics" in raw and not {"base", "lora"} <= raw.keys():
+                evaluated = run.read(path, EvalSummary)
+                if evaluated is not None:
+                    run.evals.append(Evaluation(path, evaluated, run.rows(rows_path, EvalRow)))
+            else:  # a comparison whose sides are of the wrong shape: the validation names the field
+                compared = run.read(path, CompareSummary)
+                if compared is not None:
+                    run.comparisons.append(Results(path, compared, run.rows(rows_path, CompareRow)))
 
 
 def _replay(path: Path, run: RunData) -> None:
