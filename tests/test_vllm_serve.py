@@ -94,9 +94,11 @@ def test_vllm_serve_as_teacher(server: VLLMServer, synth_split: Path, tmp_path: 
             "--timeout", "90", "--max-attempts", "2", "--backoff", "0.2",
             "--cache", cache, "--out", out, "--no-progress",
         )  # fmt: skip
-        assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{server.log()}"
+        assert proc.returncode in (0, 1), f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{server.log()}"
         summary = json.loads(out.with_suffix(".summary.json").read_text(encoding="utf-8"))
         traces, errors = _rows(out), _rows(out.with_suffix(".errors.jsonl"))
+        # Exit 1 says "some items failed, rerun to retry them"; 0 only when none did.
+        assert proc.returncode == (1 if summary["failed"] else 0), (proc.returncode, summary["failed"])
         # Every question is answered or recorded as an error, once; the server answered every
         # request, so what failed, failed to parse (the raw reply is kept).
         assert sorted([r["id"] for r in traces] + [r["id"] for r in errors]) == ids
