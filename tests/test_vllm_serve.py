@@ -94,7 +94,8 @@ def test_vllm_serve_as_teacher(server: VLLMServer, synth_split: Path, tmp_path: 
             "--timeout", "90", "--max-attempts", "2", "--backoff", "0.2",
             "--cache", cache, "--out", out, "--no-progress",
         )  # fmt: skip
-        assert proc.returncode in (0, 1), f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{server.log()}"
+        log = f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{server.log()}"
+        assert proc.returncode in (0, 1), log
         summary = json.loads(out.with_suffix(".summary.json").read_text(encoding="utf-8"))
         traces, errors = _rows(out), _rows(out.with_suffix(".errors.jsonl"))
         # Exit 1 says "some items failed, rerun to retry them"; 0 only when none did.
