@@ -83,7 +83,13 @@ def test_demo_markdown_renders_as_before() -> None:
     }
     assert set(stages) <= set(STAGES)
     expected = (OLD / "demo" / "summary.md").read_text(encoding="utf-8")
-    assert "\n".join(summary_lines(stages)) + "\n" == expected
+    rendered = "\n".join(summary_lines(stages)) + "\n"
+    # What 0.1 wrote, then the stage-time table added since (each stage's own seconds).
+    old, times = rendered.split("\n## Stage times\n")
+    assert old == expected
+    seconds = {name: stage.seconds for name, stage in stages.items()}
+    assert all(f"| {name} | {s:.0f} |" in times for name, s in seconds.items() if s is not None)
+    assert f"| **total** | **{sum(s for s in seconds.values() if s):.0f}** |" in times
     replay = read_result(OLD / "replay" / "summary.json", ReplaySummary)
     assert replay_markdown(replay, "note") == stages["speculate"].lines  # type: ignore[attr-defined]
     check = read_result(OLD / "demo" / "agent.json", AgentCheck)

@@ -185,4 +185,14 @@ def summary_lines(results: Mapping[str, StageResult]) -> list[str]:
             lines += _compare_lines(result)
         elif isinstance(result, (SpeculateStage, AgentStage)):
             lines += ["", *result.lines]
-    return lines
+    return lines + _stage_time_lines(results)
+
+
+def _stage_time_lines(results: Mapping[str, StageResult]) -> list[str]:
+    """Each stage's wall time when it ran (a reused stage keeps the time of the run that made it)."""
+    timed = {name: r.seconds for name, r in results.items() if r.seconds is not None}
+    if not timed:
+        return []
+    rows = [f"| {name} | {seconds:.0f} |" for name, seconds in timed.items()]
+    total = f"| **total** | **{sum(timed.values()):.0f}** |"
+    return ["", "## Stage times", "", "| stage | seconds |", "|---|---:|", *rows, total]

@@ -45,6 +45,8 @@ class AgentCheck(AgentFields, Versioned):
 class StageResult(ResultModel):
     """A stage's result; each ends with ``seconds``, how long the stage ran."""
 
+    seconds: float | None = Field(default=None, description="wall time of the run that made the result")
+
 
 class SplitLevels(ResultModel):
     L1: int = 0
