@@ -5,6 +5,7 @@ in [0, 1] and sorted."""
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from specdecode.data import synthesize
 from specdecode.evaluate.metrics import same_call
 from specdecode.records import ToolCall
 from specdecode.registry import load_registry
-from specdecode.speculate.calibration import Calibration, fit_platt, reliability
+from specdecode.speculate.calibration import Calibration, fit_platt, reliability, sigmoid
 from specdecode.speculate.predictors import DraftScorer, PatternPredictor, VerifyPredictor, contexts_of
 
 REG = load_registry("tools4")
@@ -92,3 +93,23 @@ def test_platt_and_reliability_by_hand() -> None:
     assert Calibration(normalise=True).shares([(-1.0, 2), (-3.0, 4)])[0] == pytest.approx(
         math.exp(-0.5) / (math.exp(-0.5) + math.exp(-0.75))
     )
+
+
+def test_platt_fit_stays_finite_and_beats_the_base_rate() -> None:
+    """The shape of real validation data: each step's top draft has a share near 1 (log q within
+    0.05 of 0, right about a third of the time), the others far below and rarely right. Undamped
+    Newton ran off to a slope of ~10^7 there (every probability 0, a log-loss worse than knowing
+    nothing); the fit must keep a finite slope and beat the constant base rate."""
+    rng = random.Random(1)
+    xs = [-rng.random() * 0.05 for _ in range(60)] + [-rng.uniform(1, 27.6) for _ in range(700)]
+    ys = [rng.random() < 0.35 for _ in range(60)] + [rng.random() < 0.01 for _ in range(700)]
+    a, b = fit_platt(xs, ys)
+    assert 0 < a < 10
+
+    def log_loss(probs: list[float]) -> float:
+        return -sum(math.log(p if y else 1 - p) for p, y in zip(probs, ys)) / len(ys)
+
+    base = sum(ys) / len(ys)
+    fitted = [min(max(sigmoid(a * x + b), 1e-12), 1 - 1e-12) for x in xs]
+    assert log_loss(fitted) < log_loss([base] * len(ys))
+    assert sum(fitted[:60]) / 60 > sum(fitted[60:]) / 700  # top drafts more likely right

@@ -39,28 +39,41 @@ def sigmoid(x: float) -> float:
 
 
 def fit_platt(
-    features: Sequence[float], labels: Sequence[bool], iterations: int = 500
+    features: Sequence[float], labels: Sequence[bool], iterations: int = 100, ridge: float = 1e-2
 ) -> tuple[float, float]:
-    """Logistic regression of ``labels`` on one feature (Newton's method, a small ridge)."""
+    """Logistic regression of ``labels`` on one feature, as Platt fits it: targets smoothed to
+    ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)`` (so separable data keeps a finite slope), a small
+    ridge on the slope, and damped Newton steps that never increase the loss."""
+    import numpy as np
+
+    x = np.asarray(features, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    t = np.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b  # cross-entropy against the smoothed targets, written stably
+        return float(np.sum(np.logaddexp(0, z) - t * z) + ridge * a * a / 2)
+
     a, b = 1.0, 0.0
+    current = loss(a, b)
     for _ in range(iterations):
-        ga = gb = haa = hab = hbb = 0.0
-        for x, y in zip(features, labels):
-            p = sigmoid(a * x + b)
-            w = p * (1 - p)
-            ga += (p - y) * x
-            gb += p - y
-            haa += w * x * x
-            hab += w * x
-            hbb += w
-        haa, hbb = haa + 1e-3, hbb + 1e-3
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        w = p * (1 - p)
+        ga, gb = float(np.sum((p - t) * x) + ridge * a), float(np.sum(p - t))
+        haa, hab, hbb = float(np.sum(w * x * x) + ridge), float(np.sum(w * x)), float(np.sum(w)) + 1e-9
         det = haa * hbb - hab * hab
         if det <= 0:
             break
-        da = (hbb * ga - hab * gb) / det
-        db = (haa * gb - hab * ga) / det
-        a, b = a - da, b - db
-        if abs(da) + abs(db) < 1e-9:
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        step = 1.0
+        while step > 1e-6 and loss(a - step * da, b - step * db) > current:
+            step /= 2
+        if step <= 1e-6:
+            break
+        a, b = a - step * da, b - step * db
+        previous, current = current, loss(a, b)
+        if previous - current < 1e-10 * max(1.0, abs(current)):
             break
     return a, b
 
