@@ -66,13 +66,14 @@ def fit_platt(
         if det <= 0:
             break
         da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
-        step = 1.0
-        while step > 1e-6 and loss(a - step * da, b - step * db) > current:
+        step, trial = 1.0, loss(a - da, b - db)
+        while step > 1e-6 and trial > current:
             step /= 2
-        if step <= 1e-6:
+            trial = loss(a - step * da, b - step * db)
+        if trial > current:
             break
         a, b = a - step * da, b - step * db
-        previous, current = current, loss(a, b)
+        previous, current = current, trial
         if previous - current < 1e-10 * max(1.0, abs(current)):
             break
     return a, b
