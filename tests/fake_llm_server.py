@@ -122,9 +122,26 @@ class FakeLLMServer:
     def calls(self) -> int:
         return len(self.requests)
 
+    def settle(self, quiet: float = 0.3, timeout: float = 10.0) -> int:
+        """Wait until no request is in flight and none arrived for ``quiet`` seconds; the call count."""
+        deadline, seen, since = time.time() + timeout, -1, time.time()
+        while time.time() < deadline:
+            with self.lock:
+                count, busy = len(self.requests), self._in_flight
+            if count != seen or busy:
+                seen, since = count, time.time()
+            elif time.time() - since >= quiet:
+                break
+            time.sleep(0.02)
+        return self.calls
+
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
-        body = json.loads(h.rfile.read(length) or b"{}")
+        raw = h.rfile.read(length)
+        if len(raw) < length:  # the client died mid-request (a test's SIGKILL): nothing was asked
+            h.close_connection = True
+            return None
+        body = json.loads(raw or b"{}")
         gemini = GEMINI_PATH.match(h.path)
         if gemini:
             api, model = "gemini", gemini.group(1)

@@ -191,7 +191,7 @@ def test_kill_resume_then_cached_rerun_makes_zero_calls(tmp_path: Path) -> None:
             with contextlib.suppress(json.JSONDecodeError):  # a torn last line
                 finished.add(json.loads(line)["id"])
         assert 6 <= len(finished) < 24
-        before = server.calls
+        before = server.settle()  # requests the killed client had in flight land before the rerun
 
         second = subprocess.run(args, env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
         assert second.returncode == 0, second.stderr
