@@ -178,3 +178,14 @@ def test_model_and_hybrid_predictors_on_a_fake_backend(fitted):
     # the table names the tools; the model writes the arguments (prompted with that tool only)
     assert [c.tool_name for c in pred.calls] == tables["pattern"].ranked_tools(context)[:2]
     assert all(c.arguments == {"title": "Zora Quillfeather"} for c in pred.calls)
+    # one generation per step (`--samples 0`): the model writes the top tool's arguments only and
+    # the table's own calls fill the other candidates
+    backend = FakeBackend()
+    one = HybridPredictor(tables["pattern"], ModelPredictor(backend, adapter=True), write_k=1)
+    [pred] = one.predict_many([context], k=3)
+    assert backend.calls == 1
+    assert pred.calls[0].tool_name == tables["pattern"].ranked_tools(context)[0]
+    assert pred.calls[0].arguments == {"title": "Zora Quillfeather"}
+    table_calls = [c for c, _ in tables["pattern"].scored(context, 3)]
+    assert pred.calls[1:] == [c for c in table_calls if c != pred.calls[0]][:2]
+    assert one.describe() != hybrid.describe()  # another setting: its replay rows are not reused

@@ -256,7 +256,7 @@ def run_demo(
     n: int = 160,
     seed: int = 0,
     registry: str = "tools4",
-    max_steps: int = 30,
+    max_steps: int = 24,
     form: str = "conversation",
     trace_limit: int = 8,
 ) -> Path:
@@ -296,7 +296,7 @@ def run_demo(
             "test": traces["test"],
             "adapter": adapter,
             "registry": registry,
-            "predictors": 3,  # the set of predictors replayed (verify, the ablations)
+            "predictors": 4,  # the predictors replayed and their settings (hybrid writes one call)
         },
         lambda: speculation_stage_result(out, registry),
     )

@@ -405,7 +405,12 @@ class ReplayCommandSettings(Settings):
     max_new_tokens: int = Field(96, ge=1, **_help("Tokens per next-call answer."))
     tool_style: ToolStyleOption = "compact"
     samples: int | None = Field(
-        None, ge=0, **_help("Sampled answers per step for model top-k. [default: 2 x (k - 1)]")
+        None,
+        ge=0,
+        **_help(
+            "Sampled answers per step for model top-k; 0: one generation per step (hybrid then "
+            "writes only its top tool's arguments, the table fills the rest). [default: 2 x (k - 1)]"
+        ),
     )
     limit: int | None = Field(None, ge=1, **_help("Only the first N traces."))
     seed: int = Field(0, **_help("Seed of latency draws and sampling."))
@@ -418,7 +423,7 @@ class DemoSettings(Settings):
     out: Path = Field(Path("runs/demo"), **_help("Run directory.", short="-o"))
     n: int = Field(160, ge=8, **_help("Synthetic questions."))
     seed: int = Field(0, **_help("Seed for data and training."))
-    max_steps: int = Field(30, ge=2, **_help("Training steps."))
+    max_steps: int = Field(24, ge=2, **_help("Training steps."))
     form: Literal["steps", "conversation"] = Field(
         "conversation", **_help("Training form: one pass per conversation, or one example per call.")
     )

@@ -25,7 +25,7 @@ def speculation_stage(
     registry: str | Registry = "tools4",
     base_model: str = "smollm2-135m",
     k: int = 3,
-    latency_samples: int = 3,
+    latency_samples: int = 2,
     samples: int = 0,
     max_new_tokens: int = 48,
     val_traces: str | Path | Sequence[TraceRecord] | None = None,

@@ -238,12 +238,21 @@ class ModelPredictor(Predictor):
 
 class HybridPredictor(Predictor):
     """The pattern table picks the tools (top k), the model writes each one's arguments —
-    constrained to that tool's schema where the backend can, else prompted with that tool only."""
+    constrained to that tool's schema where the backend can, else prompted with that tool only.
+
+    ``write_k`` caps the generations per step: the model writes the arguments of the top
+    ``write_k`` tools only and the table's own calls fill the remaining candidates (``None``:
+    the model writes all k; ``--samples 0`` builds it with 1, one generation per step like the
+    other model predictors)."""
 
     name = "hybrid"
 
-    def __init__(self, table: Any, model: ModelPredictor, name: str = "hybrid"):
-        self.table, self.model, self.name = table, model, name
+    def __init__(self, table: Any, model: ModelPredictor, name: str = "hybrid", write_k: int | None = None):
+        self.table, self.model, self.name, self.write_k = table, model, name, write_k
+
+    def _plan(self, context: StepContext, k: int) -> list[str]:
+        """The tools whose arguments the model writes at this step."""
+        return self.table.ranked_tools(context)[: min(k, self.write_k or k)]
 
     def _requests(self, context: StepContext, tools: Sequence[str]) -> list[Any]:
         specs = {t.name: t for t in context.tools}
@@ -269,7 +278,7 @@ class HybridPredictor(Predictor):
         try:
             out = []
             for context in contexts:
-                tools = self.table.ranked_tools(context)[:k]
+                tools = self._plan(context, k)
                 generations = [
                     self.model.generate([r], batch_size=1)[0] for r in self._requests(context, tools)
                 ]
@@ -296,13 +305,18 @@ class HybridPredictor(Predictor):
                 kept.append(
                     (call, None if p_args is None or tool not in tool_probs else tool_probs[tool] * p_args)
                 )
+        if len(kept) < k and self.write_k is not None:  # the table's own calls fill the rest
+            for call, p in self.table.scored(context, k):
+                if _call_key(call) not in seen:
+                    seen.add(_call_key(call))
+                    kept.append((call, p))
         kept = kept[:k]
         latency = max((float(getattr(g, "latency", 0.0)) for g in generations), default=0.0)
         probs = [p for _, p in kept if p is not None]
         return Prediction([c for c, _ in kept], latency, probs=probs if len(probs) == len(kept) else [])
 
     def _predict_batch(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
-        plans = [self.table.ranked_tools(c)[:k] for c in contexts]
+        plans = [self._plan(c, k) for c in contexts]
         requests, owners = [], []
         for i, (context, tools) in enumerate(zip(contexts, plans)):
             for tool, request in zip(tools, self._requests(context, tools)):
@@ -333,7 +347,8 @@ class HybridPredictor(Predictor):
         return latencies
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "table": self.table.describe(), "model": self.model.describe()}
+        described = {"name": self.name, "table": self.table.describe(), "model": self.model.describe()}
+        return described if self.write_k is None else {**described, "write_k": self.write_k}
 
 
 def _model(context: BuildContext, adapter: bool, name: str) -> ModelPredictor:
@@ -354,7 +369,9 @@ def _model(context: BuildContext, adapter: bool, name: str) -> ModelPredictor:
 
 def _hybrid(context: BuildContext) -> HybridPredictor:
     writer = _model(context, context.has_adapter, "lora" if context.has_adapter else "base")
-    return HybridPredictor(context.table("pattern"), writer)
+    return HybridPredictor(
+        context.table("pattern"), writer, write_k=1 if context.settings.samples == 0 else None
+    )
 
 
 register(
