@@ -113,3 +113,27 @@ def test_platt_fit_stays_finite_and_beats_the_base_rate() -> None:
     fitted = [min(max(sigmoid(a * x + b), 1e-12), 1 - 1e-12) for x in xs]
     assert log_loss(fitted) < log_loss([base] * len(ys))
     assert sum(fitted[:60]) / 60 > sum(fitted[60:]) / 700  # top drafts more likely right
+
+
+def test_a_stored_calibration_is_reused_until_the_fit_changes(tiny_backend, tmp_path, monkeypatch) -> None:
+    """replay keeps a fit in calibration.json; a fit made by an older fit_platt is made again."""
+    from specdecode.speculate import calibration
+    from specdecode.speculate.replay import ReplaySettings, calibrate
+
+    val, table, fits = synthesize(3, seed=1), PatternPredictor.fit(synthesize(40, seed=0)), []
+
+    def fresh() -> dict:  # a new process's predictor: not yet calibrated
+        verify = VerifyPredictor(table, DraftScorer(tiny_backend, adapter=False))
+        real = verify.calibrate
+        monkeypatch.setattr(verify, "calibrate", lambda *a: fits.append(1) or real(*a))
+        return {"verify": verify}
+
+    path = tmp_path / "calibration.json"
+    monkeypatch.setattr(calibration, "FIT_VERSION", 1)
+    first = calibrate(fresh(), val, REG, ReplaySettings(), path)
+    again = fresh()
+    assert calibrate(again, val, REG, ReplaySettings(), path) == first and len(fits) == 1
+    assert again["verify"].calibration.a == first["verify"]["a"]  # the stored fit, loaded
+    monkeypatch.setattr(calibration, "FIT_VERSION", 2)
+    calibrate(fresh(), val, REG, ReplaySettings(), path)
+    assert len(fits) == 2

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+FIT_VERSION = 2  # bumped when fit_platt changes: stored fits of an older version are refitted
+
 
 @dataclass(frozen=True)
 class Calibration:

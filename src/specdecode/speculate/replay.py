@@ -194,7 +194,7 @@ def calibrate(
 ) -> dict[str, Any]:
     """Fit every calibrating predictor on ``traces`` (validation steps), reusing a stored fit of
     the same predictor settings and traces; returns name → calibration report."""
-    from specdecode.speculate.calibration import Calibration
+    from specdecode.speculate.calibration import FIT_VERSION, Calibration
 
     stored = _state(path)
     reports: dict[str, Any] = {}
@@ -206,7 +206,9 @@ def calibrate(
     for name, predictor in predictors.items():
         if not hasattr(predictor, "calibrate"):
             continue
-        key = _fingerprint({"predictor": predictor.describe(), "traces": traces_fingerprint(traces)})
+        key = _fingerprint(
+            {"predictor": predictor.describe(), "traces": traces_fingerprint(traces), "fit": FIT_VERSION}
+        )
         entry = stored.get(name)
         report = entry if isinstance(entry, dict) and entry.get("key") == key else None
         if report is None:
