@@ -39,6 +39,7 @@ from specdecode.evaluate.metrics import paired, rate
 from specdecode.jsonl import read_records, write_json, write_jsonl
 from specdecode.records import TraceRecord
 from specdecode.registry import load_registry
+from specdecode.speculate.calibration import FIT_VERSION
 
 console = Console(stderr=True)
 SETS = ("tau-retail", "tau-airline")
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             "adapter": adapter,
             "predictors": predictors,
             "new": args.max_new_tokens,
+            "calibration": FIT_VERSION,  # a changed fit_platt refits verify and replays its rows
         }
         stage(out, f"replay-{name}", key, lambda n=name: replay_stage(out, n, predictors, args))
     table = results(out, sets, predictors)
