@@ -43,6 +43,7 @@ from specdecode.results import (
     TrainStage,
     read_result,
 )
+from specdecode.speculate.calibration import FIT_VERSION
 
 console = Console(stderr=True)
 MODEL = "smollm2-135m"
@@ -297,6 +298,7 @@ def run_demo(
             "adapter": adapter,
             "registry": registry,
             "predictors": 4,  # the predictors replayed and their settings (hybrid writes one call)
+            "calibration": FIT_VERSION,
         },
         lambda: speculation_stage_result(out, registry),
     )
