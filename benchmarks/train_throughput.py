@@ -231,9 +231,11 @@ def run_real(recipe: str, model_path: str, chat: str, lo: int, hi: int, n: int, 
         trainer = setup(config).trainer
     else:  # today's default before the memory plan: padded batches of 4, nothing checkpointed
         tok = load_tokenizer(model_path)
+        args = _training_args(config)
+        args.eval_strategy, args.save_strategy, args.load_best_model_at_end = "no", "no", False
         trainer = speculator_trainer()(
             model=get_peft_model(load_model(model_path), _lora()),
-            args=_training_args(config),
+            args=args,
             processing_class=tok,
             train_dataset=Dataset.from_list(rows),
         )
