@@ -70,14 +70,13 @@ def chat_stage(out: Path, sets: list[str]) -> dict[str, Any]:
     return counts
 
 
-def train_stage(out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    import shutil
-
+def train_stage(out: Path, args: argparse.Namespace, adapter: Path) -> dict[str, Any]:
+    """Train the adapter into ``adapter`` (a folder per training setting: an adapter of other
+    settings, e.g. other ``--sets``, is never overwritten); an interrupted run resumes from its
+    last checkpoint."""
     from specdecode.train import TrainConfig, train
 
-    adapter = out / "adapter"
-    if adapter.exists():
-        shutil.rmtree(adapter)  # this script's own output from other settings
+    every = max(1, args.max_steps // 3)  # checkpoints to resume from; each validation pass costs minutes
     config = TrainConfig(
         train_file=str(out / "chat" / "train.conversation.jsonl"),
         val_file=str(out / "chat" / "val.conversation.jsonl"),
@@ -88,8 +87,8 @@ def train_stage(out: Path, args: argparse.Namespace) -> dict[str, Any]:
             out / "data" / SETS[0] / "tools.yaml"
         ),  # saved beside the adapter; records carry their tools
         max_steps=args.max_steps,
-        eval_steps=args.max_steps,  # validation loss before and after (each pass costs minutes on CPU)
-        save_steps=args.max_steps,
+        eval_steps=every,
+        save_steps=every,
         per_device_train_batch_size=args.batch,
         gradient_accumulation_steps=1,
         learning_rate=args.learning_rate,
@@ -97,10 +96,12 @@ def train_stage(out: Path, args: argparse.Namespace) -> dict[str, Any]:
         max_tokens_per_batch=args.max_tokens_per_batch,
         logging_steps=1,
         seed=args.seed,
+        resume=any(adapter.glob("checkpoint-*")),
     )
     summary = train(config)
     data = summary["data"][0]
     return {
+        "adapter": str(adapter),
         "steps": summary["global_step"],
         "batch": args.batch,
         "conversations": summary["train_examples"],
@@ -114,7 +115,9 @@ def train_stage(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def replay_stage(out: Path, name: str, predictors: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def replay_stage(
+    out: Path, name: str, predictors: list[str], args: argparse.Namespace, adapter: Path
+) -> dict[str, Any]:
     from specdecode.evaluate.backends import make_backend
     from specdecode.models import adapter_form
     from specdecode.speculate.replay import ReplaySettings
@@ -124,12 +127,12 @@ def replay_stage(out: Path, name: str, predictors: list[str], args: argparse.Nam
     registry = load_registry(folder / "tools.yaml")
     fit(folder / "train.jsonl", out / name / "fitted")
     needs_model = any(p in MODELS for p in predictors)
-    backend = make_backend("hf", MODEL, str(out / "adapter")) if needs_model else None
+    backend = make_backend("hf", MODEL, str(adapter)) if needs_model else None
     built = build_predictors(
         predictors,
         out / name / "fitted",
         backend,
-        form=adapter_form(out / "adapter"),
+        form=adapter_form(adapter),
         constrained=True,
         batch_size=8,
         max_new_tokens=args.max_new_tokens,
@@ -259,8 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         "data": digests,
         **{k: getattr(args, k) for k in ("seed", "max_steps", "batch", "learning_rate", "max_length")},
     }
-    trained = stage(out, "train", train_key, lambda: train_stage(out, args))
-    adapter = file_digest(out / "adapter" / "adapter_model.safetensors")
+    adapter_dir = out / "adapters" / _digest(train_key)
+    trained = stage(
+        out,
+        "train",
+        train_key,
+        lambda: train_stage(out, args, adapter_dir),
+        outputs=(adapter_dir / "adapter_model.safetensors",),
+    )
+    adapter = file_digest(adapter_dir / "adapter_model.safetensors")
     for name in sets:
         key = {
             "data": digests[name],
@@ -269,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             "new": args.max_new_tokens,
             "calibration": FIT_VERSION,  # a changed fit_platt refits verify and replays its rows
         }
-        stage(out, f"replay-{name}", key, lambda n=name: replay_stage(out, n, predictors, args))
+        stage(out, f"replay-{name}", key, lambda n=name: replay_stage(out, n, predictors, args, adapter_dir))
     table = results(out, sets, predictors)
     lines = markdown(table, predictors)
     write_json(out / "results.json", {"train": trained, "table": table, "key": _digest(train_key)})

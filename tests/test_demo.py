@@ -56,3 +56,23 @@ def test_demo_training_replaces_an_adapter_left_by_other_settings(tmp_path: Path
     summary = json.loads((out / "adapter" / "training_summary.json").read_text())
     assert summary["resumed_from"] is None and result["steps"] == 2
     assert (out / "adapter" / "adapter_model.safetensors").read_bytes() != first
+
+
+def test_a_stage_whose_output_is_gone_runs_again(tmp_path: Path) -> None:
+    """A stored stage result is reused only while the files it names are there."""
+    from specdecode.demo import stage
+
+    runs: list[int] = []
+    output = tmp_path / "adapter.bin"
+
+    def run() -> dict:
+        runs.append(1)
+        output.write_bytes(b"weights")
+        return {}
+
+    for _ in range(2):
+        stage(tmp_path, "train", {"a": 1}, run, outputs=(output,))
+    assert len(runs) == 1
+    output.unlink()  # e.g. a user deleted the adapter, or another run replaced its folder
+    stage(tmp_path, "train", {"a": 1}, run, outputs=(output,))
+    assert len(runs) == 2 and output.is_file()

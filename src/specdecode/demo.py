@@ -66,12 +66,19 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def stage(out: Path, name: str, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``run`` unless a stored result with the same key exists; store and return its result
-    (``stages/NAME.json``, a :class:`specdecode.results.StageRecord`)."""
+def stage(
+    out: Path,
+    name: str,
+    key: dict[str, Any],
+    run: Callable[[], dict[str, Any]],
+    outputs: tuple[Path, ...] = (),
+) -> dict[str, Any]:
+    """Run ``run`` unless a stored result with the same key exists (and every path in ``outputs``
+    is still there); store and return its result (``stages/NAME.json``, a
+    :class:`specdecode.results.StageRecord`)."""
     path = out / "stages" / f"{name}.json"
     key = {"stage": name, "version": __version__, **key}
-    if path.is_file():
+    if path.is_file() and all(p.exists() for p in outputs):
         stored = read_result(path, StageRecord)
         if stored.key == _digest(key):
             console.print(f"[dim]↺ {name}: reused (inputs unchanged)[/]")
@@ -274,6 +281,7 @@ def run_demo(
         "train",
         {"traces": traces, "seed": seed, "max_steps": max_steps, "form": form},
         lambda: train_stage(out, seed, max_steps, form),
+        outputs=(out / "adapter" / "adapter_model.safetensors",),
     )
     adapter = file_digest(out / "adapter" / "adapter_model.safetensors")
     results["compare"] = stage(
