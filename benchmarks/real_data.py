@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     train_key = {
         "data": digests,
         **{k: getattr(args, k) for k in ("seed", "max_steps", "batch", "learning_rate", "max_length")},
+        **({"max_tokens_per_batch": args.max_tokens_per_batch} if args.max_tokens_per_batch else {}),
     }
     adapter_dir = out / "adapters" / _digest(train_key)
     trained = stage(
@@ -285,10 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "results.json", {"train": trained, "table": table, "key": _digest(train_key)})
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+    losses = [trained.get(k) for k in ("initial_eval_loss", "final_eval_loss")]
+    before, after = (f"{v:.3f}" if isinstance(v, (int, float)) else "n/a" for v in losses)
     print(
         f"adapter: {trained['steps']} steps of {trained['batch']} conversations, "
-        f"{trained['train_seconds']} s; val loss {trained['initial_eval_loss']:.3f} → "
-        f"{trained['final_eval_loss']:.3f}"
+        f"{trained['train_seconds']} s; val loss {before} → {after}"
     )
     print(f"total {time.time() - started:.0f} s")
     return 0

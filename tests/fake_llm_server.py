@@ -131,9 +131,9 @@ class FakeLLMServer:
             if count != seen or busy:
                 seen, since = count, time.time()
             elif time.time() - since >= quiet:
-                break
+                return self.calls
             time.sleep(0.02)
-        return self.calls
+        raise TimeoutError(f"the fake server was still busy after {timeout} s")
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -181,11 +183,20 @@ def test_model_and_hybrid_predictors_on_a_fake_backend(fitted):
     # one generation per step (`--samples 0`): the model writes the top tool's arguments only and
     # the table's own calls fill the other candidates
     backend = FakeBackend()
+    original = backend.generate
+
+    def with_logprob(requests, config, adapter):  # a backend that reports its answers' log-probability
+        return [dataclasses.replace(g, logprob=-0.5) for g in original(requests, config, adapter)]
+
+    backend.generate = with_logprob
     one = HybridPredictor(tables["pattern"], ModelPredictor(backend, adapter=True), write_k=1)
     [pred] = one.predict_many([context], k=3)
     assert backend.calls == 1
-    assert pred.calls[0].tool_name == tables["pattern"].ranked_tools(context)[0]
+    top_tool, p_tool = tables["pattern"].tools.ranked(context)[0]
+    assert pred.calls[0].tool_name == top_tool
     assert pred.calls[0].arguments == {"title": "Zora Quillfeather"}
-    table_calls = [c for c, _ in tables["pattern"].scored(context, 3)]
-    assert pred.calls[1:] == [c for c in table_calls if c != pred.calls[0]][:2]
+    scored = [(c, p) for c, p in tables["pattern"].scored(context, 3) if c != pred.calls[0]][:2]
+    assert pred.calls[1:] == [c for c, _ in scored]
+    # one probability per call: the table's tool share x the model's own, then the table's own
+    assert pred.probs == pytest.approx([p_tool * math.exp(-0.5), *(p for _, p in scored)])
     assert one.describe() != hybrid.describe()  # another setting: its replay rows are not reused

@@ -243,7 +243,10 @@ class HybridPredictor(Predictor):
     ``write_k`` caps the generations per step: the model writes the arguments of the top
     ``write_k`` tools only and the table's own calls fill the remaining candidates (``None``:
     the model writes all k; ``--samples 0`` builds it with 1, one generation per step like the
-    other model predictors)."""
+    other model predictors). A written call's probability is the table's for its tool times the
+    model's own for its arguments; a fill-in keeps the table's probability for its call. Both
+    estimate the chance that this exact call comes next, from two sources, so they need not sum
+    to a tool's probability."""
 
     name = "hybrid"
 
