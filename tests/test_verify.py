@@ -14,7 +14,14 @@ from specdecode.data import synthesize
 from specdecode.evaluate.metrics import same_call
 from specdecode.records import ToolCall
 from specdecode.registry import load_registry
-from specdecode.speculate.calibration import Calibration, fit_platt, reliability, sigmoid
+from specdecode.speculate.calibration import (
+    Calibration,
+    fit_calibration,
+    fit_logistic,
+    fit_platt,
+    reliability,
+    sigmoid,
+)
 from specdecode.speculate.predictors import DraftScorer, PatternPredictor, VerifyPredictor, contexts_of
 
 REG = load_registry("tools4")
@@ -115,6 +122,52 @@ def test_platt_fit_stays_finite_and_beats_the_base_rate() -> None:
     assert sum(fitted[:60]) / 60 > sum(fitted[60:]) / 700  # top drafts more likely right
 
 
+def test_logistic_fit_recovers_known_weights() -> None:
+    """Labels drawn from sigmoid(2 x - 1 y + 0.5): the fit finds those weights."""
+    rng = random.Random(3)
+    xs = [rng.gauss(0, 1) for _ in range(4000)]
+    ys = [rng.gauss(0, 1) for _ in range(4000)]
+    labels = [rng.random() < sigmoid(2 * x - y + 0.5) for x, y in zip(xs, ys)]
+    (wx, wy), b = fit_logistic([xs, ys], labels)
+    assert wx == pytest.approx(2, abs=0.25) and wy == pytest.approx(-1, abs=0.2)
+    assert b == pytest.approx(0.5, abs=0.2)
+
+
+def _steps(rng: random.Random, model_knows: bool, table_knows: bool, n: int = 120) -> list:
+    """Validation steps of 6 drafts, one of them right; the model's scores and the table's priors
+    each either favour the right draft or are noise."""
+    steps = []
+    for _ in range(n):
+        right = rng.randrange(6)
+        scores = [(rng.gauss(-20, 3) + (8 if model_knows and i == right else 0), 12) for i in range(6)]
+        priors = [rng.uniform(0.01, 0.2) * (4 if table_knows and i == right else 1) for i in range(6)]
+        steps.append((scores, priors, [i == right for i in range(6)]))
+    return steps
+
+
+def _hit_at_1(calibration: Calibration, steps: list) -> float:
+    hits = 0
+    for scores, priors, labels in steps:
+        probs = calibration.probabilities(scores, priors)
+        hits += labels[max(range(len(probs)), key=probs.__getitem__)]
+    return hits / len(steps)
+
+
+def test_calibration_leans_on_the_table_where_the_model_knows_nothing() -> None:
+    """Fitted on validation steps, then judged on fresh ones: with an uninformative model the
+    table's prior carries the ranking; with an informative model and a noisy table, the model's."""
+    rng = random.Random(5)
+    fitted = fit_calibration(_steps(rng, model_knows=False, table_knows=True))
+    assert fitted.prior > 0.5 and abs(fitted.a) < fitted.prior
+    assert _hit_at_1(fitted, _steps(rng, False, True)) > 0.5  # chance: 1/6
+    assert _hit_at_1(Calibration(), _steps(rng, False, True)) < 0.35  # the model's scores alone
+    fitted = fit_calibration(_steps(rng, model_knows=True, table_knows=False))
+    assert fitted.a > 0.5 and abs(fitted.prior) < fitted.a
+    assert _hit_at_1(fitted, _steps(rng, True, False)) > 0.9
+    probs = fitted.probabilities(*_steps(rng, True, False, n=1)[0][:2])
+    assert all(0 <= p <= 1 for p in probs)
+
+
 def test_a_stored_calibration_is_reused_until_the_fit_changes(tiny_backend, tmp_path, monkeypatch) -> None:
     """replay keeps a fit in calibration.json; a fit made by an older fit_platt is made again."""
     from specdecode.speculate import calibration
@@ -129,12 +182,12 @@ def test_a_stored_calibration_is_reused_until_the_fit_changes(tiny_backend, tmp_
         return {"verify": verify}
 
     path = tmp_path / "calibration.json"
-    monkeypatch.setattr(calibration, "FIT_VERSION", 1)
+    monkeypatch.setattr(calibration, "FIT_VERSION", -1)
     first = calibrate(fresh(), val, REG, ReplaySettings(), path)
     again = fresh()
     assert calibrate(again, val, REG, ReplaySettings(), path) == first and len(fits) == 1
     loaded = again["verify"].calibration  # the stored fit, loaded into a fresh predictor
     assert loaded.steps == first["verify"]["steps"] > 0 and loaded.a == first["verify"]["a"]
-    monkeypatch.setattr(calibration, "FIT_VERSION", 2)
+    monkeypatch.setattr(calibration, "FIT_VERSION", -2)
     calibrate(fresh(), val, REG, ReplaySettings(), path)
     assert len(fits) == 2

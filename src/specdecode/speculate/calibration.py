@@ -1,5 +1,6 @@
-"""Probabilities that mean what they say: Platt scaling fitted on validation steps, reliability
-diagrams and the expected calibration error (ECE) of any predictor's probabilities."""
+"""Probabilities that mean what they say: logistic calibration (Platt scaling, optionally with the
+table's prior as a second feature) fitted on validation steps, reliability diagrams and the
+expected calibration error (ECE) of any predictor's probabilities."""
 
 from __future__ import annotations
 
@@ -8,19 +9,23 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FIT_VERSION = 2  # bumped when fit_platt changes: stored fits of an older version are refitted
+FIT_VERSION = 3  # bumped when the fit changes: stored fits of an older version are refitted
+PRIOR_FLOOR = 1e-6  # the smallest table probability a candidate's log prior is taken of
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """``p = sigmoid(a · log q + b)``, ``q`` a candidate's softmax share over the drafts' scores
-    (``normalise``: mean token log-probability instead of the sum). Fitted on validation steps."""
+    """``p = sigmoid(a · log q + prior · log π + b)``: ``q`` a candidate's softmax share over the
+    drafts' scores (``normalise``: mean token log-probability instead of the sum), ``π`` the
+    table's own probability of the candidate (``prior`` = 0: the model's scores alone). Fitted on
+    validation steps."""
 
     a: float = 1.0
     b: float = 0.0
     normalise: bool = False
     steps: int = 0  # validation steps it was fitted on
     ece: float | None = None  # expected calibration error on those steps
+    prior: float = 0.0  # weight of the table's log probability
 
     def shares(self, scores: Sequence[tuple[float, int]]) -> list[float]:
         values = [s / max(n, 1) if self.normalise else s for s, n in scores]
@@ -29,8 +34,20 @@ class Calibration:
         total = sum(weights)
         return [w / total for w in weights]
 
-    def probabilities(self, scores: Sequence[tuple[float, int]]) -> list[float]:
-        return [sigmoid(self.a * math.log(max(q, 1e-12)) + self.b) for q in self.shares(scores)]
+    def features(
+        self, scores: Sequence[tuple[float, int]], priors: Sequence[float] | None = None
+    ) -> list[tuple[float, float]]:
+        """(log q, log π) per candidate."""
+        priors = priors if priors is not None else [1.0] * len(scores)
+        return [
+            (math.log(max(q, 1e-12)), math.log(max(p, PRIOR_FLOOR)))
+            for q, p in zip(self.shares(scores), priors)
+        ]
+
+    def probabilities(
+        self, scores: Sequence[tuple[float, int]], priors: Sequence[float] | None = None
+    ) -> list[float]:
+        return [sigmoid(self.a * x + self.prior * y + self.b) for x, y in self.features(scores, priors)]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,45 +57,94 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-def fit_platt(
-    features: Sequence[float], labels: Sequence[bool], iterations: int = 100, ridge: float = 1e-2
-) -> tuple[float, float]:
-    """Logistic regression of ``labels`` on one feature, as Platt fits it: targets smoothed to
-    ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)`` (so separable data keeps a finite slope), a small
-    ridge on the slope, and damped Newton steps that never increase the loss."""
+def fit_logistic(
+    columns: Sequence[Sequence[float]], labels: Sequence[bool], iterations: int = 100, ridge: float = 1e-2
+) -> tuple[list[float], float]:
+    """Logistic regression of ``labels`` on feature ``columns`` (weights, intercept), as Platt
+    fits it: targets smoothed to ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)`` (so separable data
+    keeps finite weights), a small ridge on the weights, and damped Newton steps that never
+    increase the loss."""
     import numpy as np
 
-    x = np.asarray(features, dtype=float)
+    x = np.column_stack([np.asarray(c, dtype=float) for c in columns] + [np.ones(len(labels))])
     y = np.asarray(labels, dtype=bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     t = np.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    penalty = np.full(x.shape[1], ridge)
+    penalty[-1] = 0.0  # the intercept is not shrunk
 
-    def loss(a: float, b: float) -> float:
-        z = a * x + b  # cross-entropy against the smoothed targets, written stably
-        return float(np.sum(np.logaddexp(0, z) - t * z) + ridge * a * a / 2)
+    def loss(w: Any) -> float:
+        z = x @ w  # cross-entropy against the smoothed targets, written stably
+        return float(np.sum(np.logaddexp(0, z) - t * z) + np.sum(penalty * w * w) / 2)
 
-    a, b = 1.0, 0.0
-    current = loss(a, b)
+    w = np.zeros(x.shape[1])
+    w[0] = 1.0
+    current = loss(w)
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        w = p * (1 - p)
-        ga, gb = float(np.sum((p - t) * x) + ridge * a), float(np.sum(p - t))
-        haa, hab, hbb = float(np.sum(w * x * x) + ridge), float(np.sum(w * x)), float(np.sum(w)) + 1e-9
-        det = haa * hbb - hab * hab
-        if det <= 0:
+        p = 1 / (1 + np.exp(-(x @ w)))
+        gradient = x.T @ (p - t) + penalty * w
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        try:
+            delta = np.linalg.solve(hessian, gradient)
+        except np.linalg.LinAlgError:
             break
-        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
-        step, trial = 1.0, loss(a - da, b - db)
+        step, trial = 1.0, loss(w - delta)
         while step > 1e-6 and trial > current:
             step /= 2
-            trial = loss(a - step * da, b - step * db)
+            trial = loss(w - step * delta)
         if trial > current:
             break
-        a, b = a - step * da, b - step * db
+        w = w - step * delta
         previous, current = current, trial
         if previous - current < 1e-10 * max(1.0, abs(current)):
             break
+    return [float(v) for v in w[:-1]], float(w[-1])
+
+
+def fit_platt(
+    features: Sequence[float], labels: Sequence[bool], iterations: int = 100, ridge: float = 1e-2
+) -> tuple[float, float]:
+    """Platt scaling: :func:`fit_logistic` on one feature; (slope, intercept)."""
+    (a,), b = fit_logistic([features], labels, iterations, ridge)
     return a, b
+
+
+def fit_calibration(
+    steps: Sequence[tuple[Sequence[tuple[float, int]], Sequence[float], Sequence[bool]]],
+) -> Calibration:
+    """The calibration of draft scores from validation steps, each ``(scores, priors, labels)``:
+    every draft's (sum of log-probabilities, tokens), the table's probability of it and whether
+    it was the actor's call. Summed or length-normalised scores, and the table's prior as a
+    second feature or not, are chosen by validation hit@1 (ties: the lower log-loss); the chosen
+    features are then fitted by logistic regression."""
+    best: tuple[tuple[int, float], Calibration] | None = None
+    for normalise in (False, True):
+        for with_prior in (False, True):
+            shape = Calibration(normalise=normalise)
+            xs, ys, labels = [], [], []
+            for scores, priors, step_labels in steps:
+                if scores:
+                    for x, y in shape.features(scores, priors):
+                        xs.append(x)
+                        ys.append(y)
+                    labels.extend(step_labels)
+            if not labels or all(labels) or not any(labels):
+                continue
+            weights, b = fit_logistic([xs, ys] if with_prior else [xs], labels)
+            prior = weights[1] if with_prior else 0.0
+            fitted = Calibration(weights[0], b, normalise, len(steps), prior=prior)
+            hits, loss = 0, 0.0
+            for scores, priors, step_labels in steps:
+                if not scores:
+                    continue
+                probs = fitted.probabilities(scores, priors)
+                hits += bool(step_labels[max(range(len(probs)), key=probs.__getitem__)])
+                for p, label in zip(probs, step_labels):
+                    loss -= math.log(min(max(p if label else 1 - p, 1e-12), 1.0))
+            rank = (hits, -loss)
+            if best is None or rank > best[0]:
+                best = (rank, fitted)
+    return best[1] if best else Calibration(steps=len(steps))
 
 
 def reliability(probs: Sequence[float], labels: Sequence[bool], bins: int = 10) -> dict[str, Any]:

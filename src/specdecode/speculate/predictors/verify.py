@@ -15,23 +15,24 @@ Scoring (:class:`DraftScorer`, on the ``hf`` backend):
   probabilities, end-of-turn token included.
 
 Calibration (:class:`Calibration`, fitted on the validation split only): a candidate's
-probability is ``sigmoid(a · log q + b)`` with ``q`` its share of the softmax over the drafts'
-scores (Platt scaling), so the probabilities say how often such a candidate was the actor's call,
-including the steps where no draft was right. When no draft is likely enough, one constrained
-call is generated as well (the model's own arguments, beyond what the tables can propose) and
-scored with the drafts.
+probability is ``sigmoid(a · log q + w · log π + b)`` with ``q`` its share of the softmax over the
+drafts' scores and ``π`` the table's own probability of the draft (its tool's times its
+arguments'), a logistic regression, so the probabilities say how often such a candidate was the
+actor's call, including the steps where no draft was right. Whether the table's prior enters
+(``w`` ≠ 0) is chosen on validation hit@1: where the model's scores know less than the table, the
+fit leans on the table. When no draft is likely enough, one constrained call is generated as
+well (the model's own arguments, beyond what the tables can propose) and scored with the drafts.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from specdecode.prompts import PromptOptions, call_text, render_prompt
 from specdecode.records import ToolCall
-from specdecode.speculate.calibration import Calibration, fit_platt, reliability, sigmoid
+from specdecode.speculate.calibration import Calibration, fit_calibration, reliability
 from specdecode.speculate.predictors.base import Prediction, Predictor, StepContext
 from specdecode.speculate.predictors.model import ModelPredictor, set_prefix_reuse, step_prompt
 from specdecode.speculate.predictors.registry import BuildContext, PredictorSpec, register
@@ -39,6 +40,7 @@ from specdecode.speculate.predictors.registry import BuildContext, PredictorSpec
 MAX_DRAFTS = 32
 TOOLS_DRAFTED = 4  # the table's top tools that get drafts
 ARGUMENTS_PER_TOOL = 8  # argument candidates per drafted tool
+GENERATED_ARGUMENTS_PRIOR = 1e-3  # the table's probability of arguments only the model proposed
 
 
 # --------------------------------------------------------------------------- scoring
@@ -207,38 +209,58 @@ class VerifyPredictor(Predictor):
         self.generated = 0  # steps where a call was generated beside the drafts
 
     def drafts(self, context: StepContext) -> list[ToolCall]:
-        """The table's top tools × their argument candidates, deduplicated, schema-valid, capped."""
+        """The table's top tools × their argument candidates, deduplicated, capped."""
+        return [call for call, _ in self.drafts_with_priors(context)]
+
+    def drafts_with_priors(self, context: StepContext) -> list[tuple[ToolCall, float]]:
+        """Each draft with the table's probability of it (its tool's times its arguments')."""
         from specdecode.speculate.arguments import key
 
         view = self.table.views.of(context.question, context.history)
         specs = {t.name: t for t in context.tools}
-        out, seen = [], set()
-        for tool in self.table.ranked_tools(context)[:TOOLS_DRAFTED]:
-            for arguments, _p, _how in self.table.args.candidates(
+        out: list[tuple[ToolCall, float]] = []
+        seen = set()
+        for tool, p_tool in self.table.tools.ranked(context)[:TOOLS_DRAFTED]:
+            for arguments, p_args, _how in self.table.args.candidates(
                 tool, view, specs.get(tool), ARGUMENTS_PER_TOOL
             ):
                 signature = (tool, key(arguments))
                 if signature not in seen:
                     seen.add(signature)
-                    out.append(ToolCall(tool_name=tool, arguments=arguments))
+                    out.append((ToolCall(tool_name=tool, arguments=arguments), p_tool * p_args))
         return out[: self.max_drafts]
+
+    def valid_drafts(self, context: StepContext) -> tuple[list[ToolCall], list[float]]:
+        """The schema-valid drafts and their priors."""
+        from specdecode.speculate.schema import CallGuard
+
+        guard = CallGuard(context.tools)
+        calls, priors = [], []
+        for draft, prior in self.drafts_with_priors(context):
+            checked = guard.check(draft)
+            if checked is not None:
+                calls.append(checked)
+                priors.append(prior)
+        return calls, priors
 
     def scored(self, context: StepContext) -> list[tuple[ToolCall, float, tuple[float, int]]]:
         """Every candidate with its calibrated probability and raw score, most likely first."""
         from specdecode.speculate.schema import CallGuard
 
-        guard = CallGuard(context.tools)
-        calls = [c for c in (guard.check(d) for d in self.drafts(context)) if c is not None]
+        calls, priors = self.valid_drafts(context)
         scores = self.scorer.score(context, calls)
-        probs = self.calibration.probabilities(scores) if scores else []
+        probs = self.calibration.probabilities(scores, priors) if scores else []
         if self.generator is not None and (not probs or max(probs) < self.generate_below):
+            guard = CallGuard(context.tools)
             made = self.generator.predict_many([context], 1)[0].calls
             extra = [c for c in (guard.check(m) for m in made) if c is not None and c not in calls]
             if extra:
                 self.generated += 1
+                tool_probs = dict(self.table.tools.ranked(context))
                 calls += extra
+                priors += [tool_probs.get(c.tool_name, 0.0) * GENERATED_ARGUMENTS_PRIOR for c in extra]
                 scores += self.scorer.score(context, extra)
-                probs = self.calibration.probabilities(scores)
+                probs = self.calibration.probabilities(scores, priors)
         ranked = sorted(zip(calls, probs, scores), key=lambda t: -t[1])
         return ranked
 
@@ -285,42 +307,25 @@ class VerifyPredictor(Predictor):
     def calibrate(
         self, contexts: Sequence[StepContext], gold: Sequence[ToolCall], matcher: Any
     ) -> dict[str, Any]:
-        """Fit the calibration on validation steps (never the test split): choose summed or
-        length-normalised scores by validation hit@1, then Platt-scale the softmax shares.
-        Returns the reliability diagram on those steps."""
+        """Fit the calibration on validation steps (never the test split): summed or
+        length-normalised scores, with the table's prior or without, chosen by validation hit@1,
+        then a logistic regression (:func:`fit_calibration`). Returns the reliability diagram on
+        those steps."""
         self.scorer.reset()
-        rows = []
+        steps = []
         for context, g in zip(contexts, gold):
-            view_calls = self.drafts(context)
-            from specdecode.speculate.schema import CallGuard
-
-            guard = CallGuard(context.tools)
-            calls = [c for c in (guard.check(d) for d in view_calls) if c is not None]
-            rows.append((calls, self.scorer.score(context, calls), g))
-        best = None
-        for normalise in (False, True):
-            trial = Calibration(normalise=normalise)
-            hits = 0
-            for calls, scores, g in rows:
-                if calls:
-                    shares = trial.shares(scores)
-                    hits += matcher(calls[max(range(len(calls)), key=shares.__getitem__)], g)
-            if best is None or hits > best[0]:
-                best = (hits, normalise)
-        normalise = bool(best and best[1])
-        features, labels = [], []
-        for calls, scores, g in rows:
-            if calls:
-                for call, q in zip(calls, Calibration(normalise=normalise).shares(scores)):
-                    features.append(math.log(max(q, 1e-12)))
-                    labels.append(bool(matcher(call, g)))
-        a, b = fit_platt(features, labels) if features and any(labels) and not all(labels) else (1.0, 0.0)
-        fitted = Calibration(a, b, normalise, len(rows))
-        probs = [sigmoid(a * x + b) for x in features]
+            calls, priors = self.valid_drafts(context)
+            steps.append((self.scorer.score(context, calls), priors, [bool(matcher(c, g)) for c in calls]))
+        fitted = fit_calibration(steps)
+        probs, labels = [], []
+        for scores, priors, step_labels in steps:
+            if scores:
+                probs += fitted.probabilities(scores, priors)
+                labels += step_labels
         diagram = reliability(probs, labels)
-        self.calibration = Calibration(a, b, normalise, len(rows), diagram["ece"])
+        self.calibration = Calibration(**{**fitted.as_dict(), "ece": diagram["ece"]})
         self.scorer.reset()
-        return {**fitted.as_dict(), "ece": diagram["ece"], "reliability": diagram}
+        return {**self.calibration.as_dict(), "reliability": diagram}
 
     def describe(self) -> dict[str, Any]:
         return {
