@@ -108,7 +108,7 @@ class DraftScorer:
             self._cache, self._ids = DynamicCache(config=model.config), []
             common = 0
         elif common < len(self._ids):
-            self._cache.crop(common)
+            self._cache.crop(common - self._cache.get_seq_length())  # negative: tokens to drop
             self._ids = self._ids[:common]
         new = target[common:]
         if new:
@@ -179,7 +179,7 @@ class DraftScorer:
                 input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache
             ).logits[0]
         finally:
-            cache.crop(cached)
+            cache.crop(cached - cache.get_seq_length())
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         self.scored_tokens += n
         return [(float(sum(logprobs[node, token] for node, token in path)), len(path)) for path in reads]
