@@ -168,6 +168,72 @@ def test_calibration_leans_on_the_table_where_the_model_knows_nothing() -> None:
     assert all(0 <= p <= 1 for p in probs)
 
 
+def test_no_fitted_weight_is_negative() -> None:
+    """A table that points away from the right draft gets no weight (not a negative one, which
+    would lift every call the table never proposed); the model's scores carry the ranking."""
+    rng = random.Random(7)
+    steps = []
+    for scores, priors, labels in _steps(rng, model_knows=True, table_knows=False, n=150):
+        priors = [p * (0.25 if right else 1) for p, right in zip(priors, labels)]  # misleading table
+        steps.append((scores, priors, labels))
+    assert (
+        fit_logistic(
+            [
+                [x for s in steps for x, _ in Calibration().features(*s[:2])],
+                [y for s in steps for _, y in Calibration().features(*s[:2])],
+            ],
+            [label for s in steps for label in s[2]],
+        )[0][1]
+        < 0
+    )  # unconstrained: negative
+    fitted = fit_calibration(steps)
+    assert fitted.prior == 0.0 and fitted.a > 0.5
+    uninformative = _steps(rng, model_knows=False, table_knows=False, n=0)
+    assert fit_calibration(uninformative) == Calibration(a=0.0, prior=1.0)  # nothing to fit: the table
+
+
+def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend) -> None:
+    """Every validation step asks for a generated call (``generate_below`` > 1). Under the fitted
+    calibration the generated calls, which no draft matches, never reach the top, so generation is
+    switched off and the test split generates nothing; under a calibration that ranks them first
+    (a negative prior weight, set by hand) they are the hits and generation is kept."""
+    from specdecode.speculate.predictors import ModelPredictor
+
+    train, val, test = synthesize(40, seed=0), synthesize(3, seed=1), synthesize(2, seed=2)
+    generator = ModelPredictor(
+        tiny_backend,
+        adapter=False,
+        constrained=True,
+        batch_size=1,
+        max_new_tokens=64,
+        samples=0,
+        sequential=True,
+    )
+    verify = VerifyPredictor(
+        PatternPredictor.fit(train), DraftScorer(tiny_backend, adapter=False), generator, generate_below=1.01
+    )
+    made_at = [(c, generator.predict(c)) for t in val for c in contexts_of(t, REG)]
+    contexts, made = [c for c, m in made_at if m], [m[0] for _, m in made_at if m]  # gold: the model's own
+    drafts = [verify.valid_drafts(c)[0] for c in contexts]
+    assert sum(m not in d for m, d in zip(made, drafts)) >= 3
+    report = verify.calibrate(contexts, made, same_call)
+    check = report["generation"]
+    assert check["steps"] == len(contexts) and check["hits_with"] <= check["hits_without"]
+    assert check["kept"] is False and verify.calibration.generate is False
+    verify.predict_many([c for t in test for c in contexts_of(t, REG)], k=3)
+    assert verify.generated == 0
+    verify.calibration = Calibration(a=0.0, prior=-1.0)
+    verify.scorer.reset()
+    check = verify.validate_generation(
+        contexts,
+        made,
+        same_call,
+        drafts,
+        [(verify.scorer.score(c, d), verify.valid_drafts(c)[1], None) for c, d in zip(contexts, drafts)],
+    )
+    assert check["kept"] is True and check["hits_with"] >= 3 > check["hits_without"]
+
+
 def test_a_stored_calibration_is_reused_until_the_fit_changes(tiny_backend, tmp_path, monkeypatch) -> None:
     """replay keeps a fit in calibration.json; a fit made by an older fit_platt is made again."""
     from specdecode.speculate import calibration

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FIT_VERSION = 3  # bumped when the fit changes: stored fits of an older version are refitted
+FIT_VERSION = 4  # bumped when the fit changes: stored fits of an older version are refitted
 PRIOR_FLOOR = 1e-6  # the smallest table probability a candidate's log prior is taken of
 
 
@@ -26,6 +26,7 @@ class Calibration:
     steps: int = 0  # validation steps it was fitted on
     ece: float | None = None  # expected calibration error on those steps
     prior: float = 0.0  # weight of the table's log probability
+    generate: bool = True  # add a generated call when no draft is likely enough (chosen on validation)
 
     def shares(self, scores: Sequence[tuple[float, int]]) -> list[float]:
         values = [s / max(n, 1) if self.normalise else s for s, n in scores]
@@ -109,17 +110,25 @@ def fit_platt(
     return a, b
 
 
+FEATURE_SETS = (("model",), ("model", "prior"), ("prior",))
+
+
 def fit_calibration(
     steps: Sequence[tuple[Sequence[tuple[float, int]], Sequence[float], Sequence[bool]]],
 ) -> Calibration:
     """The calibration of draft scores from validation steps, each ``(scores, priors, labels)``:
     every draft's (sum of log-probabilities, tokens), the table's probability of it and whether
-    it was the actor's call. Summed or length-normalised scores, and the table's prior as a
-    second feature or not, are chosen by validation hit@1 (ties: the lower log-loss); the chosen
-    features are then fitted by logistic regression."""
+    it was the actor's call. The features — the model's share (summed or length-normalised
+    scores), the table's prior, or both — are chosen by validation hit@1 (ties: the lower
+    log-loss) among the logistic fits whose weights are all non-negative: a draft the model or the
+    table finds likelier never gets a lower probability (a negative weight fitted on a few steps
+    is noise, and it would push calls the table never proposed to the top). With no admissible
+    fit, the table's ranking (``prior`` = 1, ``a`` = 0)."""
     best: tuple[tuple[int, float], Calibration] | None = None
     for normalise in (False, True):
-        for with_prior in (False, True):
+        for features in FEATURE_SETS:
+            if normalise and "model" not in features:
+                continue  # the same fit as without
             shape = Calibration(normalise=normalise)
             xs, ys, labels = [], [], []
             for scores, priors, step_labels in steps:
@@ -130,9 +139,14 @@ def fit_calibration(
                     labels.extend(step_labels)
             if not labels or all(labels) or not any(labels):
                 continue
-            weights, b = fit_logistic([xs, ys] if with_prior else [xs], labels)
-            prior = weights[1] if with_prior else 0.0
-            fitted = Calibration(weights[0], b, normalise, len(steps), prior=prior)
+            columns = {"model": xs, "prior": ys}
+            weights, b = fit_logistic([columns[f] for f in features], labels)
+            if any(w < 0 for w in weights):
+                continue
+            named = dict(zip(features, weights))
+            fitted = Calibration(
+                named.get("model", 0.0), b, normalise, len(steps), prior=named.get("prior", 0.0)
+            )
             hits, loss = 0, 0.0
             for scores, priors, step_labels in steps:
                 if not scores:
@@ -144,7 +158,7 @@ def fit_calibration(
             rank = (hits, -loss)
             if best is None or rank > best[0]:
                 best = (rank, fitted)
-    return best[1] if best else Calibration(steps=len(steps))
+    return best[1] if best else Calibration(a=0.0, prior=1.0, steps=len(steps))
 
 
 def reliability(probs: Sequence[float], labels: Sequence[bool], bins: int = 10) -> dict[str, Any]:

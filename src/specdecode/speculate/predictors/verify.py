@@ -245,24 +245,39 @@ class VerifyPredictor(Predictor):
 
     def scored(self, context: StepContext) -> list[tuple[ToolCall, float, tuple[float, int]]]:
         """Every candidate with its calibrated probability and raw score, most likely first."""
-        from specdecode.speculate.schema import CallGuard
-
         calls, priors = self.valid_drafts(context)
         scores = self.scorer.score(context, calls)
         probs = self.calibration.probabilities(scores, priors) if scores else []
-        if self.generator is not None and (not probs or max(probs) < self.generate_below):
-            guard = CallGuard(context.tools)
-            made = self.generator.predict_many([context], 1)[0].calls
-            extra = [c for c in (guard.check(m) for m in made) if c is not None and c not in calls]
-            if extra:
-                self.generated += 1
-                tool_probs = dict(self.table.tools.ranked(context))
-                calls += extra
-                priors += [tool_probs.get(c.tool_name, 0.0) * GENERATED_ARGUMENTS_PRIOR for c in extra]
-                scores += self.scorer.score(context, extra)
-                probs = self.calibration.probabilities(scores, priors)
-        ranked = sorted(zip(calls, probs, scores), key=lambda t: -t[1])
-        return ranked
+        if self.calibration.generate and self.unlikely(probs):
+            calls, priors, scores = self.with_generated(context, calls, priors, scores)
+            probs = self.calibration.probabilities(scores, priors) if scores else []
+        return sorted(zip(calls, probs, scores), key=lambda t: -t[1])
+
+    def unlikely(self, probs: Sequence[float]) -> bool:
+        """No draft is likely enough: a generated call should join them (when there is a generator)."""
+        return self.generator is not None and (not probs or max(probs) < self.generate_below)
+
+    def with_generated(
+        self,
+        context: StepContext,
+        calls: list[ToolCall],
+        priors: list[float],
+        scores: list[tuple[float, int]],
+    ) -> tuple[list[ToolCall], list[float], list[tuple[float, int]]]:
+        """The drafts and the generator's constrained call (when valid and new), scored with them;
+        its prior is the table's probability of its tool times ``GENERATED_ARGUMENTS_PRIOR``."""
+        from specdecode.speculate.schema import CallGuard
+
+        assert self.generator is not None
+        guard = CallGuard(context.tools)
+        made = self.generator.predict_many([context], 1)[0].calls
+        extra = [c for c in (guard.check(m) for m in made) if c is not None and c not in calls]
+        if not extra:
+            return calls, priors, scores
+        self.generated += 1
+        tool_probs = dict(self.table.tools.ranked(context))
+        extra_priors = [tool_probs.get(c.tool_name, 0.0) * GENERATED_ARGUMENTS_PRIOR for c in extra]
+        return calls + extra, priors + extra_priors, scores + self.scorer.score(context, extra)
 
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         out = []
@@ -307,14 +322,16 @@ class VerifyPredictor(Predictor):
     def calibrate(
         self, contexts: Sequence[StepContext], gold: Sequence[ToolCall], matcher: Any
     ) -> dict[str, Any]:
-        """Fit the calibration on validation steps (never the test split): summed or
-        length-normalised scores, with the table's prior or without, chosen by validation hit@1,
-        then a logistic regression (:func:`fit_calibration`). Returns the reliability diagram on
-        those steps."""
+        """Fit the calibration on validation steps (never the test split): the model's scores
+        (summed or length-normalised), the table's prior, or both, chosen by validation hit@1, then
+        a logistic regression (:func:`fit_calibration`); then whether a generated call joins the
+        drafts when none is likely enough (:meth:`validate_generation`). Returns the fit, the
+        reliability diagram on those steps and the generation check."""
         self.scorer.reset()
-        steps = []
+        drafts, steps = [], []
         for context, g in zip(contexts, gold):
             calls, priors = self.valid_drafts(context)
+            drafts.append(calls)
             steps.append((self.scorer.score(context, calls), priors, [bool(matcher(c, g)) for c in calls]))
         fitted = fit_calibration(steps)
         probs, labels = [], []
@@ -324,8 +341,42 @@ class VerifyPredictor(Predictor):
                 labels += step_labels
         diagram = reliability(probs, labels)
         self.calibration = Calibration(**{**fitted.as_dict(), "ece": diagram["ece"]})
+        check = self.validate_generation(contexts, gold, matcher, drafts, steps)
+        self.calibration = Calibration(**{**self.calibration.as_dict(), "generate": check["kept"]})
         self.scorer.reset()
-        return {**self.calibration.as_dict(), "reliability": diagram}
+        return {**self.calibration.as_dict(), "reliability": diagram, "generation": check}
+
+    def validate_generation(
+        self,
+        contexts: Sequence[StepContext],
+        gold: Sequence[ToolCall],
+        matcher: Any,
+        drafts: Sequence[list[ToolCall]],
+        steps: Sequence[tuple[list[tuple[float, int]], list[float], Any]],
+    ) -> dict[str, Any]:
+        """On the validation steps (their drafts and scores from the fit) where no draft is likely
+        enough, generate a call, rank it with the drafts under the fitted calibration, and count
+        top-1 hits with and without it. Generation is kept when it adds hits there, or when no validation step asked for it (no
+        evidence either way); otherwise it is switched off: it costs a whole generation per step
+        (seconds on a CPU) and the calibration, fitted on drafts, would rank its calls blind."""
+        asked, with_hits, without_hits = 0, 0, 0
+        had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, True)
+        try:
+            for context, g, calls, (scores, priors, _) in zip(contexts, gold, drafts, steps):
+                probs = self.calibration.probabilities(scores, priors) if scores else []
+                if not self.unlikely(probs):
+                    continue
+                asked += 1
+                without_hits += bool(probs) and bool(matcher(calls[probs.index(max(probs))], g))
+                calls, priors, scores = self.with_generated(context, calls, priors, scores)
+                probs = self.calibration.probabilities(scores, priors) if scores else []
+                with_hits += bool(probs) and bool(matcher(calls[probs.index(max(probs))], g))
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.generator.backend, False)  # type: ignore[union-attr]
+        self.generated = 0
+        kept = asked == 0 or with_hits > without_hits
+        return {"steps": asked, "hits_with": with_hits, "hits_without": without_hits, "kept": kept}
 
     def describe(self) -> dict[str, Any]:
         return {
