@@ -20,8 +20,9 @@ drafts' scores and ``π`` the table's own probability of the draft (its tool's t
 arguments'), a logistic regression, so the probabilities say how often such a candidate was the
 actor's call, including the steps where no draft was right. Whether the table's prior enters
 (``w`` ≠ 0) is chosen on validation hit@1: where the model's scores know less than the table, the
-fit leans on the table. When no draft is likely enough, one constrained call is generated as
-well (the model's own arguments, beyond what the tables can propose) and scored with the drafts.
+fit leans on the table; weights are never negative. When no draft is likely enough, one
+constrained call is generated as well (the model's own arguments, beyond what the tables can
+propose) and scored with the drafts, if on the validation split that added top-1 hits.
 """
 
 from __future__ import annotations
@@ -356,9 +357,10 @@ class VerifyPredictor(Predictor):
     ) -> dict[str, Any]:
         """On the validation steps (their drafts and scores from the fit) where no draft is likely
         enough, generate a call, rank it with the drafts under the fitted calibration, and count
-        top-1 hits with and without it. Generation is kept when it adds hits there, or when no validation step asked for it (no
-        evidence either way); otherwise it is switched off: it costs a whole generation per step
-        (seconds on a CPU) and the calibration, fitted on drafts, would rank its calls blind."""
+        top-1 hits with and without it. Generation is kept when it adds hits there, or when no
+        validation step asked for it (no evidence either way); otherwise it is switched off: it
+        costs a whole generation per step (seconds on a CPU) and the calibration, fitted on drafts,
+        would rank its calls blind."""
         asked, with_hits, without_hits = 0, 0, 0
         had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, True)
         try:
