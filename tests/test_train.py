@@ -85,6 +85,44 @@ def test_tiny_qwen3_assistant_loss_falls(tiny_qwen3: Path, synth_split: Path, tm
     assert proc.returncode == 2 and "--resume" in proc.stderr
 
 
+def test_the_best_checkpoint_is_not_evaluated_twice(
+    tiny_qwen3: Path, synth_split: Path, tmp_path: Path
+) -> None:
+    """Evaluations: one before training and one per ``eval_steps``; the final loss is the reloaded
+    best checkpoint's, measured when it was saved, not a fifth pass over the validation set."""
+    from specdecode.settings import TrainConfig
+    from specdecode.train.sft import save, setup, train_model
+
+    config = TrainConfig(
+        train_file=str(synth_split / "train.jsonl"),
+        val_file=str(synth_split / "val.jsonl"),
+        model_name=str(tiny_qwen3),
+        output_dir=str(tmp_path / "run"),
+        max_steps=4,
+        eval_steps=2,
+        save_steps=2,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-2,
+    )
+    run = setup(config)
+    losses: list[float] = []
+    evaluate = run.trainer.evaluate
+
+    def counted(*args, **kwargs):  # the trainer's own evaluate, every pass recorded
+        result = evaluate(*args, **kwargs)
+        losses.append(result["eval_loss"])
+        return result
+
+    run.trainer.evaluate = counted
+    summary = train_model(config, run)
+    assert len(losses) == 3  # before training, steps 2 and 4
+    assert summary["final_eval_loss"] == summary["best_eval_loss"] == min(losses[1:])
+    save(config, run, summary)
+    curves = json.loads((tmp_path / "run" / "training_curves.json").read_text())
+    assert [v["step"] for v in curves["validation"]] == [0, 2, 4]
+
+
 def test_padding_free_loss_equals_per_example_loss(tiny_qwen3: Path, smol_tokenizer) -> None:
     """The packed (padding-free) batch gives the same loss as the examples one by one."""
     from transformers import AutoModelForCausalLM

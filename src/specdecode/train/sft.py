@@ -336,7 +336,7 @@ def train_model(config: TrainConfig, run: Run) -> dict[str, Any]:
     trainer = run.trainer
     initial = None if run.last_checkpoint else trainer.evaluate()["eval_loss"]
     result = trainer.train(resume_from_checkpoint=run.last_checkpoint)
-    final = trainer.evaluate()
+    final = {"eval_loss": final_eval_loss(trainer)}
     summary = TrainingSummary.new(
         **{
             "global_step": trainer.state.global_step,
@@ -358,6 +358,22 @@ def train_model(config: TrainConfig, run: Run) -> dict[str, Any]:
         }
     )
     return summary.dump()
+
+
+BEST_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin")
+
+
+def final_eval_loss(trainer: Any) -> float:
+    """The validation loss of the model training ended with. ``load_best_model_at_end`` reloads the
+    best checkpoint, whose loss was measured when it was saved: that number is reused, so the
+    validation set is not evaluated a second time. Evaluated now when no checkpoint was reloaded
+    (no evaluation during training, or the checkpoint's weights are gone)."""
+    state = trainer.state
+    best = state.best_model_checkpoint
+    reloaded = best is not None and any((Path(best) / name).is_file() for name in BEST_WEIGHTS)
+    if reloaded and state.best_metric is not None and trainer.args.load_best_model_at_end:
+        return float(state.best_metric)
+    return float(trainer.evaluate()["eval_loss"])
 
 
 def _memory_summary(run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
