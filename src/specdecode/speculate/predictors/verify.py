@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from specdecode.prompts import PromptOptions, call_text, render_prompt
@@ -341,9 +342,9 @@ class VerifyPredictor(Predictor):
                 probs += fitted.probabilities(scores, priors)
                 labels += step_labels
         diagram = reliability(probs, labels)
-        self.calibration = Calibration(**{**fitted.as_dict(), "ece": diagram["ece"]})
+        self.calibration = replace(fitted, ece=diagram["ece"])
         check = self.validate_generation(contexts, gold, matcher, drafts, steps)
-        self.calibration = Calibration(**{**self.calibration.as_dict(), "generate": check["kept"]})
+        self.calibration = replace(self.calibration, generate=check["kept"])
         self.scorer.reset()
         return {**self.calibration.as_dict(), "reliability": diagram, "generation": check}
 
