@@ -98,6 +98,45 @@ def test_adapter_answers_leave_the_base_weights_as_they_were(backend: HFBackend,
     assert not torch.allclose(lora, before, atol=1e-2)  # the adapter is still applied when enabled
 
 
+def test_a_held_merge_serves_every_adapter_call_and_is_undone(backend: HFBackend, requests) -> None:
+    from peft.tuners.lora import LoraLayer
+
+    from specdecode.data import synthesize
+    from specdecode.records import ToolCall
+    from specdecode.speculate.predictors import DraftScorer, contexts_of
+    from specdecode.speculate.predictors.verify import VerifyPredictor  # noqa: F401 (registers it)
+
+    layers = [m for m in backend.model.modules() if isinstance(m, LoraLayer)]
+    ids = torch.tensor([backend.prompt_ids(requests[0])], device=backend.device)
+    with torch.inference_mode():
+        lora = backend.model(input_ids=ids).logits  # the adapter beside the weights
+        with backend.model.disable_adapter():
+            base = backend.model(input_ids=ids).logits
+    config = GenerationConfig(max_new_tokens=24, stop_at_first_call=True, batch_size=2)
+    free = [g.text for g in backend.generate(requests[:2], config, adapter=True)]
+    scorer = DraftScorer(backend, adapter=True, form="conversation")
+    context = contexts_of(synthesize(4, seed=3)[0], load_registry("tools4"))[1]
+    drafts = [ToolCall(tool_name="search", arguments={"query": "x"}), ToolCall(tool_name="calculator")]
+    unmerged_scores = scorer.score(context, drafts)
+    scorer.reset()
+    with scorer.merged():
+        assert all(m.merged for m in layers)
+        held = [g.text for g in backend.generate(requests[:2], config, adapter=True)]
+        assert all(m.merged for m in layers)  # the call did not unmerge the held weights
+        with torch.inference_mode():
+            inside = backend.model(input_ids=ids).logits
+        merged_scores = scorer.score(context, drafts)
+        with pytest.raises(RuntimeError, match="held merged"):
+            backend.generate(requests[:1], config, adapter=False)
+    assert held == free
+    torch.testing.assert_close(inside, lora, rtol=0, atol=1e-3)
+    for (got, n), (ref, ref_n) in zip(merged_scores, unmerged_scores):
+        assert n == ref_n and got == pytest.approx(ref, abs=2e-3)
+    assert not any(m.merged for m in layers)
+    with torch.inference_mode(), backend.model.disable_adapter():
+        torch.testing.assert_close(backend.model(input_ids=ids).logits, base, rtol=0, atol=1e-4)
+
+
 def test_sampling_is_seeded(backend: HFBackend, requests) -> None:
     config = GenerationConfig(max_new_tokens=16, temperature=1.0)
     first = [g.text for g in backend.generate(requests[:3], config, adapter=False)]

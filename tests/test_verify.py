@@ -216,6 +216,7 @@ def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend) 
     contexts, made = [c for c, m in made_at if m], [m[0] for _, m in made_at if m]  # gold: the model's own
     drafts = [verify.valid_drafts(c)[0] for c in contexts]
     assert sum(m not in d for m, d in zip(made, drafts)) >= 3
+    assert generator.first_calls(contexts, 16) == made  # validation generates in batches: same calls
     report = verify.calibrate(contexts, made, same_call)
     check = report["generation"]
     assert check["steps"] == len(contexts) and check["hits_with"] <= check["hits_without"]
@@ -257,3 +258,30 @@ def test_a_stored_calibration_is_reused_until_the_fit_changes(tiny_backend, tmp_
     monkeypatch.setattr(calibration, "FIT_VERSION", -2)
     calibrate(fresh(), val, REG, ReplaySettings(), path)
     assert len(fits) == 2
+
+
+def test_hybrid_recalls_the_models_answer_where_it_chose_the_tables_tool(tiny_backend) -> None:
+    """Constrained greedy decoding over one tool writes what decoding over all tools wrote when
+    that tool was chosen: hybrid takes those answers from the backend (``recall``) instead of
+    decoding again, with the same calls and the same argument probabilities as decoding them."""
+    from specdecode.speculate.predictors import HybridPredictor, ModelPredictor
+
+    table = PatternPredictor.fit(synthesize(40, seed=0))
+    contexts = [c for t in synthesize(8, seed=5) for c in contexts_of(t, REG)]
+    model = ModelPredictor(
+        tiny_backend, adapter=False, constrained=True, batch_size=8, max_new_tokens=48, samples=0
+    )
+    answers = model.predict_many(contexts, 1)  # the `base`/`lora` predictor, replayed first
+    hybrid = HybridPredictor(table, model, write_k=1)
+    chose_top = sum(
+        bool(a.calls) and a.calls[0].tool_name == table.ranked_tools(c)[0] for c, a in zip(contexts, answers)
+    )
+    recalled = hybrid.predict_many(contexts, 3)
+    assert hybrid.recalled == chose_top > 0
+    tiny_backend._greedy.clear()  # nothing to recall: every answer decoded over the tool's schema
+    hybrid.recalled = 0
+    decoded = hybrid.predict_many(contexts, 3)
+    assert hybrid.recalled == 0
+    assert [p.calls for p in recalled] == [p.calls for p in decoded]
+    for got, ref in zip(recalled, decoded):
+        assert got.probs == pytest.approx(ref.probs, rel=1e-3)

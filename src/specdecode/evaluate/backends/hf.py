@@ -11,14 +11,18 @@ where ``model.generate`` is not:
   string, the end of its first complete call (``stop_at_first_call``), a terminated grammar
   (``response_schema``) or ``max_new_tokens`` (:meth:`HFBackend._accept`, :func:`_drop_rows`);
 * adapter answers run on weights with the LoRA merged in (PEFT ``merge_adapter``, undone
-  after), base answers with the adapter disabled.
+  after), base answers with the adapter disabled;
+* recent greedy answers are kept, so a second predictor asking the same question can
+  :meth:`HFBackend.recall` the first one's answer instead of decoding it again.
 
 Each row's latency is the time from its batch's start to its own last token.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +39,8 @@ from specdecode.evaluate.backends.types import (
 )
 from specdecode.evaluate.stops import CallScanner
 from specdecode.prompts import render_prompt
+
+GREEDY_KEPT = 4096  # recent greedy answers kept for ``HFBackend.recall``
 
 
 class IncrementalText:
@@ -74,6 +80,7 @@ class _Row:
     first_at: float | None = None
     done_at: float | None = None
     logprob: float = 0.0  # of the tokens chosen, under the distribution they were chosen from
+    logprobs: list[float] = field(default_factory=list)  # the same, token by token
 
     @property
     def new(self) -> list[int]:
@@ -160,6 +167,8 @@ class HFBackend:
         self.reused_tokens = 0
         self._kept: _Kept | None = None
         self._constraint: Any = None
+        self._merged = False  # the adapter is merged into the weights (inside ``_weights(True)``)
+        self._greedy: OrderedDict[Any, Generation] = OrderedDict()  # recent greedy answers (``recall``)
 
     def prompt_ids(self, request: Request) -> list[int]:
         text = render_prompt(self.tokenizer, request.messages, request.tools)
@@ -182,7 +191,39 @@ class HFBackend:
                 self._decode_rows(rows, config, sampler, adapter)
                 for i, row in zip(batch, rows):
                     results[i] = self._generation(row, config, started, len(batch))
+        if config.temperature == 0:
+            for request, ids, result in zip(requests, encoded, results):
+                self._remember(self._greedy_key(request, ids, config, adapter), result)
         return [r for r in results if r is not None]
+
+    # -- greedy answers, kept for ``recall`` ------------------------------------------------
+    def _greedy_key(self, request: Request, ids: list[int], config: GenerationConfig, adapter: bool) -> Any:
+        schema = request.response_schema
+        return (
+            tuple(ids),
+            json.dumps(schema, sort_keys=True) if schema is not None else None,
+            adapter and self.has_adapter,
+            config.max_new_tokens,
+            config.stop_at_first_call,
+            tuple(config.stop),
+            config.repetition_penalty,
+        )
+
+    def _remember(self, key: Any, generation: Generation | None) -> None:
+        if generation is None:
+            return
+        self._greedy[key] = generation
+        self._greedy.move_to_end(key)
+        while len(self._greedy) > GREEDY_KEPT:
+            self._greedy.popitem(last=False)
+
+    def recall(self, request: Request, config: GenerationConfig, adapter: bool) -> Generation | None:
+        """The greedy answer this backend last generated for the same prompt, schema, adapter and
+        decoding settings (batch size aside), or None; never generates. ``generate`` always decodes
+        (latencies stay measured); this lets a second predictor reuse a first one's answer."""
+        if config.temperature != 0:
+            return None
+        return self._greedy.get(self._greedy_key(request, self.prompt_ids(request), config, adapter))
 
     def _generation(self, row: _Row, config: GenerationConfig, started: float, batch: int) -> Generation:
         text = self.tokenizer.decode(row.new, skip_special_tokens=True)
@@ -194,22 +235,38 @@ class HFBackend:
             completion_tokens=len(row.new),
             batch_size=batch,
             logprob=row.logprob,
+            token_ids=list(row.new),
+            token_logprobs=list(row.logprobs),
         )
 
     @contextmanager
-    def _weights(self, adapter: bool) -> Iterator[None]:
-        """Adapter merged into the weights, or disabled; the model is as it was afterwards."""
-        if not self.has_adapter:
+    def adapter_merged(self) -> Iterator[None]:
+        """Keep the adapter merged into the weights for a whole block of work (a speculator
+        scoring step after step, as a deployed one would run: merged once), instead of merging and
+        unmerging around every call; generations with the adapter inside the block run on the same
+        merged weights. Asking for the base weights inside the block is an error."""
+        with self._weights(True):
             yield
+
+    @contextmanager
+    def _weights(self, adapter: bool) -> Iterator[None]:
+        """Adapter merged into the weights, or disabled; the model is as it was afterwards. Inside
+        :meth:`adapter_merged`, adapter calls use the weights already merged."""
+        if not self.has_adapter or (adapter and self._merged):
+            yield
+        elif self._merged:
+            raise RuntimeError("the base model's weights were asked for while the adapter is held merged")
         elif adapter:
             # In bf16/fp16, W + BA - BA != W: unmerging would leave the base weights a little
             # off after every call (drift that adds up over an eval). Below fp32 the base
             # weights are copied before the merge and put back after it instead.
             saved = self._base_weights() if self.dtype != "float32" else None
             self.model.merge_adapter()
+            self._merged = True
             try:
                 yield
             finally:
+                self._merged = False
                 if saved is None:
                     self.model.unmerge_adapter()
                 else:
@@ -363,6 +420,7 @@ class HFBackend:
         logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0].tolist()
         for row, lp in zip(rows, logprobs):
             row.logprob += lp
+            row.logprobs.append(lp)
         return chosen.tolist()
 
     def _accept(self, row: _Row, token: int, config: GenerationConfig, now: float) -> bool:

@@ -39,6 +39,8 @@ class Generation:
     first_token_latency: float | None = None
     batch_size: int = 1
     logprob: float | None = None  # log-probability of the generated tokens, where the backend knows it
+    token_ids: list[int] | None = None  # the generated tokens, where the backend knows them
+    token_logprobs: list[float] | None = None  # each one's log-probability (as ``logprob``)
 
 
 @dataclass

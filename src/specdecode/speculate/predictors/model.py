@@ -10,7 +10,9 @@ to decode against the JSON schema of one call among the offered tools.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -200,6 +202,13 @@ class ModelPredictor(Predictor):
     def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
         return self.predict_many([context], k)[0].calls
 
+    def first_calls(self, contexts: Sequence[StepContext], batch_size: int) -> list[ToolCall | None]:
+        """The greedy call for each step, ``batch_size`` steps per batch whatever ``sequential``
+        says: for offline work (checking on validation steps) where latency is not measured."""
+        requests = [self.request(c, f"{c.id}#{c.step}") for c in contexts]
+        generations = self.generate(requests, batch_size=batch_size) if requests else []
+        return [self.parse(gen, c) for c, gen in zip(contexts, generations)]
+
     def measure_latency(self, contexts: Sequence[StepContext], cached_prefix: bool = True) -> list[float]:
         """Next-call latency at batch 1, one context after the other (in trace order, so that
         with ``cached_prefix`` each prompt finds the previous one's KV cache, as a live
@@ -244,14 +253,21 @@ class HybridPredictor(Predictor):
     ``write_k`` tools only and the table's own calls fill the remaining candidates (``None``:
     the model writes all k; ``--samples 0`` builds it with 1, one generation per step like the
     other model predictors). A written call's probability is the table's for its tool times the
-    model's own for its arguments; a fill-in keeps the table's probability for its call. Both
-    estimate the chance that this exact call comes next, from two sources, so they need not sum
-    to a tool's probability."""
+    model's own for its arguments (the tokens after the tool's name); a fill-in keeps the table's
+    probability for its call. Both estimate the chance that this exact call comes next, from two
+    sources, so they need not sum to a tool's probability.
+
+    Constrained, a tool's arguments need not be generated again when the same backend has just
+    answered the step greedily over all tools and chose that tool (the ``lora`` predictor, replayed
+    before): greedy decoding under the one tool's schema picks the same tokens, since every token
+    chosen under the wider schema is allowed under the narrower one, and the tokens after the name
+    have the same probabilities under both (:meth:`reused`)."""
 
     name = "hybrid"
 
     def __init__(self, table: Any, model: ModelPredictor, name: str = "hybrid", write_k: int | None = None):
         self.table, self.model, self.name, self.write_k = table, model, name, write_k
+        self.recalled = 0  # tool arguments taken from the model's answer over all tools
 
     def _plan(self, context: StepContext, k: int) -> list[str]:
         """The tools whose arguments the model writes at this step."""
@@ -272,6 +288,32 @@ class HybridPredictor(Predictor):
                 out.append(_request(rid, self.model.prompt(one), None))
         return out
 
+    def reused(self, context: StepContext, tool: str) -> Any | None:
+        """The model's greedy answer to this step over all tools, when the backend has just
+        generated it (``recall``: same prompt, schema and settings) and it calls ``tool``; None
+        otherwise. Only for constrained decoding on a backend that reports token log-probabilities."""
+        recall = getattr(self.model.backend, "recall", None)
+        if recall is None or not self.model.constrained:
+            return None
+        config = _config(self.model.batch_size, self.model.max_new_tokens, 0.0, self.model.seed)
+        gen = recall(self.model.request(context, "recall"), config, adapter=self.model.adapter)
+        if gen is None or getattr(gen, "token_logprobs", None) is None:
+            return None
+        parsed = self.model.parse(gen, context)
+        return gen if parsed is not None and parsed.tool_name == tool else None
+
+    def _generations(self, items: Sequence[tuple[StepContext, str, Any]], batch_size: int | None) -> list:
+        """One generation per (context, tool, request): recalled where the backend has it, the rest
+        generated in one call."""
+        out: list[Any] = [self.reused(context, tool) for context, tool, _ in items]
+        missing = [i for i, gen in enumerate(out) if gen is None]
+        if missing:
+            made = self.model.generate([items[i][2] for i in missing], batch_size=batch_size)
+            for i, gen in zip(missing, made):
+                out[i] = gen
+        self.recalled += len(items) - len(missing)
+        return out
+
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         """Batched, or (the model's ``is_sequential``) each step's requests one at a time in the
         order given, every prompt reusing the KV cache of the one before."""
@@ -282,9 +324,8 @@ class HybridPredictor(Predictor):
             out = []
             for context in contexts:
                 tools = self._plan(context, k)
-                generations = [
-                    self.model.generate([r], batch_size=1)[0] for r in self._requests(context, tools)
-                ]
+                items = [(context, t, r) for t, r in zip(tools, self._requests(context, tools))]
+                generations = [self._generations([item], 1)[0] for item in items]
                 out.append(self._prediction(context, tools, generations, k))
             return out
         finally:
@@ -302,7 +343,7 @@ class HybridPredictor(Predictor):
         for tool, gen in zip(tools, generations):
             parsed = self.model.parse(gen, context)
             call = ToolCall(tool_name=tool, arguments=parsed.arguments if parsed is not None else {})
-            p_args = _prob(gen)
+            p_args = self.arguments_prob(gen, tool)
             if _call_key(call) not in seen:
                 seen.add(_call_key(call))
                 kept.append(
@@ -318,14 +359,28 @@ class HybridPredictor(Predictor):
         probs = [p for _, p in kept if p is not None]
         return Prediction([c for c, _ in kept], latency, probs=probs if len(probs) == len(kept) else [])
 
+    def arguments_prob(self, generation: Any, tool: str) -> float | None:
+        """The model's probability of the tokens that follow ``tool``'s name in the generated call
+        (the arguments and the closing of the call); the whole answer's when the backend reports
+        no per-token log-probabilities; None when it reports none at all."""
+        ids, logprobs = getattr(generation, "token_ids", None), getattr(generation, "token_logprobs", None)
+        tokenizer = getattr(self.model.backend, "tokenizer", None)
+        if ids is None or logprobs is None or tokenizer is None:
+            return _prob(generation)
+        name = re.compile(r'"tool_name"\s*:\s*' + re.escape(json.dumps(tool)))
+        for i in range(len(ids)):
+            if name.search(tokenizer.decode(ids[: i + 1])):
+                return math.exp(min(0.0, float(sum(logprobs[i + 1 :]))))
+        return _prob(generation)
+
     def _predict_batch(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         plans = [self._plan(c, k) for c in contexts]
-        requests, owners = [], []
+        items, owners = [], []
         for i, (context, tools) in enumerate(zip(contexts, plans)):
             for tool, request in zip(tools, self._requests(context, tools)):
-                requests.append(request)
+                items.append((context, tool, request))
                 owners.append((i, tool))
-        generations = self.model.generate(requests) if requests else []
+        generations = self._generations(items, None) if items else []
         grouped: list[list[Any]] = [[] for _ in contexts]
         for (i, _tool), gen in zip(owners, generations):
             grouped[i].append(gen)
@@ -350,7 +405,12 @@ class HybridPredictor(Predictor):
         return latencies
 
     def describe(self) -> dict[str, Any]:
-        described = {"name": self.name, "table": self.table.describe(), "model": self.model.describe()}
+        described = {
+            "name": self.name,
+            "table": self.table.describe(),
+            "model": self.model.describe(),
+            "arguments_prob": "tokens after the tool's name",  # (before: the whole answer's)
+        }
         return described if self.write_k is None else {**described, "write_k": self.write_k}
 
 

@@ -28,7 +28,8 @@ propose) and scored with the drafts, if on the validation split that added top-1
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -43,6 +44,7 @@ MAX_DRAFTS = 32
 TOOLS_DRAFTED = 4  # the table's top tools that get drafts
 ARGUMENTS_PER_TOOL = 8  # argument candidates per drafted tool
 GENERATED_ARGUMENTS_PRIOR = 1e-3  # the table's probability of arguments only the model proposed
+VALIDATION_BATCH = 16  # generated calls per batch when checking generation on validation steps
 
 
 # --------------------------------------------------------------------------- scoring
@@ -139,8 +141,18 @@ class DraftScorer:
 
         model = self.backend.model
         if not getattr(self.backend, "has_adapter", False) or self.adapter:
-            return contextlib.nullcontext()  # the adapter unmerged and active: no merge per step
+            return contextlib.nullcontext()  # the adapter active (merged inside ``merged()``)
         return model.disable_adapter()
+
+    def merged(self) -> Any:
+        """A block in which the adapter stays merged into the weights (the backend's
+        ``adapter_merged``): scoring step after step then runs the plain weights, as a deployed
+        speculator would, instead of the adapter's extra matrices beside them. A no-op for base
+        scoring or a backend without the switch."""
+        import contextlib
+
+        hold = getattr(self.backend, "adapter_merged", None)
+        return hold() if self.adapter and hold is not None else contextlib.nullcontext()
 
     def _score_tree(
         self, cache: Any, cached: int, last: int, suffixes: Sequence[list[int]]
@@ -265,14 +277,17 @@ class VerifyPredictor(Predictor):
         calls: list[ToolCall],
         priors: list[float],
         scores: list[tuple[float, int]],
+        made: Sequence[ToolCall] | None = None,
     ) -> tuple[list[ToolCall], list[float], list[tuple[float, int]]]:
         """The drafts and the generator's constrained call (when valid and new), scored with them;
-        its prior is the table's probability of its tool times ``GENERATED_ARGUMENTS_PRIOR``."""
+        its prior is the table's probability of its tool times ``GENERATED_ARGUMENTS_PRIOR``.
+        ``made``: the generated call(s) when already generated (else generated now)."""
         from specdecode.speculate.schema import CallGuard
 
         assert self.generator is not None
         guard = CallGuard(context.tools)
-        made = self.generator.predict_many([context], 1)[0].calls
+        if made is None:
+            made = self.generator.predict_many([context], 1)[0].calls
         extra = [c for c in (guard.check(m) for m in made) if c is not None and c not in calls]
         if not extra:
             return calls, priors, scores
@@ -281,10 +296,21 @@ class VerifyPredictor(Predictor):
         extra_priors = [tool_probs.get(c.tool_name, 0.0) * GENERATED_ARGUMENTS_PRIOR for c in extra]
         return calls + extra, priors + extra_priors, scores + self.scorer.score(context, extra)
 
+    @contextmanager
+    def _session(self, cached_prefix: bool = True) -> Iterator[None]:
+        """A block of steps: the adapter held merged (:meth:`DraftScorer.merged`) and the
+        generator's KV cache kept from one prompt to the next (or not: ``cached_prefix``)."""
+        had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, cached_prefix)
+        try:
+            with self.scorer.merged():
+                yield
+        finally:
+            if had_switch:
+                set_prefix_reuse(self.generator.backend, False)  # type: ignore[union-attr]
+
     def predict_many(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
         out = []
-        had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, True)
-        try:
+        with self._session():
             for context in contexts:
                 started = time.perf_counter()
                 ranked = self.scored(context)[:k]
@@ -296,9 +322,6 @@ class VerifyPredictor(Predictor):
                         probs=[p for _, p, _ in ranked],
                     )
                 )
-        finally:
-            if had_switch:
-                set_prefix_reuse(self.generator.backend, False)  # type: ignore[union-attr]
         return out
 
     def predict(self, context: StepContext, k: int = 1) -> list[ToolCall]:
@@ -306,19 +329,15 @@ class VerifyPredictor(Predictor):
 
     def measure_latency(self, contexts: Sequence[StepContext], cached_prefix: bool = True) -> list[float]:
         """Batch-1 latency per step in trace order, the KV cache kept from step to step (or
-        dropped before every step: ``cached_prefix=False``)."""
+        dropped before every step: ``cached_prefix=False``); the adapter merged once before."""
         latencies = []
-        had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, cached_prefix)
-        try:
+        with self._session(cached_prefix):
             for context in contexts:
                 if not cached_prefix:
                     self.scorer.reset()
                 started = time.perf_counter()
                 self.scored(context)
                 latencies.append(time.perf_counter() - started)
-        finally:
-            if had_switch:
-                set_prefix_reuse(self.generator.backend, False)  # type: ignore[union-attr]
         return latencies
 
     def calibrate(
@@ -331,10 +350,12 @@ class VerifyPredictor(Predictor):
         reliability diagram on those steps and the generation check."""
         self.scorer.reset()
         drafts, steps = [], []
-        for context, g in zip(contexts, gold):
-            calls, priors = self.valid_drafts(context)
-            drafts.append(calls)
-            steps.append((self.scorer.score(context, calls), priors, [bool(matcher(c, g)) for c in calls]))
+        with self._session():
+            for context, g in zip(contexts, gold):
+                calls, priors = self.valid_drafts(context)
+                drafts.append(calls)
+                labels = [bool(matcher(c, g)) for c in calls]
+                steps.append((self.scorer.score(context, calls), priors, labels))
         fitted = fit_calibration(steps)
         probs, labels = [], []
         for scores, priors, step_labels in steps:
@@ -361,25 +382,30 @@ class VerifyPredictor(Predictor):
         top-1 hits with and without it. Generation is kept when it adds hits there, or when no
         validation step asked for it (no evidence either way); otherwise it is switched off: it
         costs a whole generation per step (seconds on a CPU) and the calibration, fitted on drafts,
-        would rank its calls blind."""
-        asked, with_hits, without_hits = 0, 0, 0
-        had_switch = self.generator is not None and set_prefix_reuse(self.generator.backend, True)
-        try:
-            for context, g, calls, (scores, priors, _) in zip(contexts, gold, drafts, steps):
+        would rank its calls blind. The calls are generated in batches (offline work: no latency
+        is measured here), the same greedy constrained decoding as at batch 1."""
+        asked = [
+            i
+            for i, (scores, priors, _) in enumerate(steps)
+            if self.unlikely(self.calibration.probabilities(scores, priors) if scores else [])
+        ]
+        made: list[ToolCall | None] = []
+        if asked and self.generator is not None:
+            with self.scorer.merged():
+                made = self.generator.first_calls([contexts[i] for i in asked], VALIDATION_BATCH)
+        with_hits, without_hits = 0, 0
+        with self._session():
+            for i, call in zip(asked, made):
+                calls, (scores, priors, _) = drafts[i], steps[i]
                 probs = self.calibration.probabilities(scores, priors) if scores else []
-                if not self.unlikely(probs):
-                    continue
-                asked += 1
-                without_hits += bool(probs) and bool(matcher(calls[probs.index(max(probs))], g))
-                calls, priors, scores = self.with_generated(context, calls, priors, scores)
+                without_hits += bool(probs) and bool(matcher(calls[probs.index(max(probs))], gold[i]))
+                extra = [call] if call is not None else []
+                calls, priors, scores = self.with_generated(contexts[i], calls, priors, scores, extra)
                 probs = self.calibration.probabilities(scores, priors) if scores else []
-                with_hits += bool(probs) and bool(matcher(calls[probs.index(max(probs))], g))
-        finally:
-            if had_switch:
-                set_prefix_reuse(self.generator.backend, False)  # type: ignore[union-attr]
+                with_hits += bool(probs) and bool(matcher(calls[probs.index(max(probs))], gold[i]))
         self.generated = 0
-        kept = asked == 0 or with_hits > without_hits
-        return {"steps": asked, "hits_with": with_hits, "hits_without": without_hits, "kept": kept}
+        kept = not asked or with_hits > without_hits
+        return {"steps": len(asked), "hits_with": with_hits, "hits_without": without_hits, "kept": kept}
 
     def describe(self) -> dict[str, Any]:
         return {
