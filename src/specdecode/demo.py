@@ -305,7 +305,7 @@ def run_demo(
             "test": traces["test"],
             "adapter": adapter,
             "registry": registry,
-            "predictors": 5,  # the predictors replayed and their settings (hybrid: one call, argument probability)
+            "predictors": 5,  # the predictors replayed and their settings (hybrid: one call, its probability)
             "calibration": FIT_VERSION,
         },
         lambda: speculation_stage_result(out, registry),
