@@ -20,8 +20,10 @@ Each row's latency is the time from its batch's start to its own last token.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,7 +42,7 @@ from specdecode.evaluate.backends.types import (
 from specdecode.evaluate.stops import CallScanner
 from specdecode.prompts import render_prompt
 
-GREEDY_KEPT = 4096  # recent greedy answers kept for ``HFBackend.recall``
+GREEDY_KEPT = 2048  # recent greedy answers kept for ``HFBackend.recall``
 
 
 class IncrementalText:
@@ -200,7 +202,7 @@ class HFBackend:
     def _greedy_key(self, request: Request, ids: list[int], config: GenerationConfig, adapter: bool) -> Any:
         schema = request.response_schema
         return (
-            tuple(ids),
+            hashlib.blake2b(array("q", ids).tobytes(), digest_size=16).digest(),  # not the ids: long
             json.dumps(schema, sort_keys=True) if schema is not None else None,
             adapter and self.has_adapter,
             config.max_new_tokens,
