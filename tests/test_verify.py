@@ -192,7 +192,7 @@ def test_no_fitted_weight_is_negative() -> None:
     assert fit_calibration(uninformative) == Calibration(a=0.0, prior=1.0)  # nothing to fit: the table
 
 
-def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend) -> None:
+def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend, monkeypatch) -> None:
     """Every validation step asks for a generated call (``generate_below`` > 1). Under the fitted
     calibration the generated calls, which no draft matches, never reach the top, so generation is
     switched off and the test split generates nothing; under a calibration that ranks them first
@@ -217,6 +217,12 @@ def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend) 
     drafts = [verify.valid_drafts(c)[0] for c in contexts]
     assert sum(m not in d for m, d in zip(made, drafts)) >= 3
     assert generator.first_calls(contexts, 16) == made  # validation generates in batches: same calls
+    from specdecode.speculate.predictors import model as model_module
+
+    monkeypatch.setattr(model_module, "SEQUENTIAL_PROMPT_TOKENS", 1)  # "long" prompts: one at a time
+    reused = tiny_backend.reused_tokens
+    assert generator.first_calls(contexts, 16) == made and tiny_backend.reused_tokens > reused
+    monkeypatch.undo()
     report = verify.calibrate(contexts, made, same_call)
     check = report["generation"]
     assert check["steps"] == len(contexts) and check["hits_with"] <= check["hits_without"]

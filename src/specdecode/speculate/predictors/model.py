@@ -136,6 +136,11 @@ class ModelPredictor(Predictor):
         faster in batches."""
         if self.sequential is not None:
             return self.sequential
+        return self.long_prompts(contexts)
+
+    def long_prompts(self, contexts: Sequence[StepContext] = ()) -> bool:
+        """The prompts are long enough (on a backend that keeps the prefix) that answering them one
+        at a time, each reusing the previous one's KV cache, beats batching them."""
         if not hasattr(self.backend, "reuse_prefix") or not hasattr(self.backend, "prompt_ids"):
             return False
         sample = list(contexts)[:8]
@@ -203,8 +208,16 @@ class ModelPredictor(Predictor):
         return self.predict_many([context], k)[0].calls
 
     def first_calls(self, contexts: Sequence[StepContext], batch_size: int) -> list[ToolCall | None]:
-        """The greedy call for each step, ``batch_size`` steps per batch whatever ``sequential``
-        says: for offline work (checking on validation steps) where latency is not measured."""
+        """The greedy call for each step, for offline work where latency is not measured (checking
+        on validation steps): ``batch_size`` steps per batch whatever ``sequential`` says, unless
+        the prompts are long (:meth:`long_prompts`): then one at a time over the cached prefix."""
+        if self.long_prompts(contexts):
+            had_switch = set_prefix_reuse(self.backend, True)
+            try:
+                return [(p.calls or [None])[0] for c in contexts for p in self._predict_batch([c], 1)]
+            finally:
+                if had_switch:
+                    set_prefix_reuse(self.backend, False)
         requests = [self.request(c, f"{c.id}#{c.step}") for c in contexts]
         generations = self.generate(requests, batch_size=batch_size) if requests else []
         return [self.parse(gen, c) for c, gen in zip(contexts, generations)]

@@ -382,8 +382,9 @@ class VerifyPredictor(Predictor):
         top-1 hits with and without it. Generation is kept when it adds hits there, or when no
         validation step asked for it (no evidence either way); otherwise it is switched off: it
         costs a whole generation per step (seconds on a CPU) and the calibration, fitted on drafts,
-        would rank its calls blind. The calls are generated in batches (offline work: no latency
-        is measured here), the same greedy constrained decoding as at batch 1."""
+        would rank its calls blind. Short prompts' calls are generated in batches (offline work:
+        no latency is measured here; the same greedy constrained decoding as at batch 1), long
+        ones one at a time over the cached prefix (:meth:`ModelPredictor.first_calls`)."""
         asked = [
             i
             for i, (scores, priors, _) in enumerate(steps)
