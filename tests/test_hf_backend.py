@@ -104,7 +104,6 @@ def test_a_held_merge_serves_every_adapter_call_and_is_undone(backend: HFBackend
     from specdecode.data import synthesize
     from specdecode.records import ToolCall
     from specdecode.speculate.predictors import DraftScorer, contexts_of
-    from specdecode.speculate.predictors.verify import VerifyPredictor  # noqa: F401 (registers it)
 
     layers = [m for m in backend.model.modules() if isinstance(m, LoraLayer)]
     ids = torch.tensor([backend.prompt_ids(requests[0])], device=backend.device)
