@@ -155,6 +155,10 @@ class ModelPredictor(Predictor):
         prediction's latency is the one a live speculator has."""
         if len(contexts) <= 1 or not self.is_sequential(contexts):
             return self._predict_batch(contexts, k)
+        return self._predict_one_by_one(contexts, k)
+
+    def _predict_one_by_one(self, contexts: Sequence[StepContext], k: int = 1) -> list[Prediction]:
+        """One step after the other, each prompt reusing the KV cache of the one before."""
         had_switch = set_prefix_reuse(self.backend, True)
         try:
             return [p for context in contexts for p in self._predict_batch([context], k)]
@@ -212,12 +216,7 @@ class ModelPredictor(Predictor):
         on validation steps): ``batch_size`` steps per batch whatever ``sequential`` says, unless
         the prompts are long (:meth:`long_prompts`): then one at a time over the cached prefix."""
         if self.long_prompts(contexts):
-            had_switch = set_prefix_reuse(self.backend, True)
-            try:
-                return [(p.calls or [None])[0] for c in contexts for p in self._predict_batch([c], 1)]
-            finally:
-                if had_switch:
-                    set_prefix_reuse(self.backend, False)
+            return [(p.calls or [None])[0] for p in self._predict_one_by_one(contexts, 1)]
         requests = [self.request(c, f"{c.id}#{c.step}") for c in contexts]
         generations = self.generate(requests, batch_size=batch_size) if requests else []
         return [self.parse(gen, c) for c, gen in zip(contexts, generations)]
