@@ -85,11 +85,21 @@ def test_tiny_qwen3_assistant_loss_falls(tiny_qwen3: Path, synth_split: Path, tm
     assert proc.returncode == 2 and "--resume" in proc.stderr
 
 
-def test_the_best_checkpoint_is_not_evaluated_twice(
-    tiny_qwen3: Path, synth_split: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("eval_steps", "save_steps", "evaluated_at"),
+    [(2, 2, [0, 2, 4]), (4, 2, [0, 4])],  # choosing the best of two; validated at the end only
+)
+def test_the_final_model_is_not_evaluated_twice(
+    tiny_qwen3: Path,
+    synth_split: Path,
+    tmp_path: Path,
+    eval_steps: int,
+    save_steps: int,
+    evaluated_at: list[int],
 ) -> None:
-    """Evaluations: one before training and one per ``eval_steps``; the final loss is the reloaded
-    best checkpoint's, measured when it was saved, not a fifth pass over the validation set."""
+    """Evaluations: one before training and one per ``eval_steps``; the final loss is the one
+    measured at the kept step (the reloaded best checkpoint, or the last step when validation comes
+    only at the end, with checkpoints halfway for resuming), not one more pass over the validation set."""
     from specdecode.settings import TrainConfig
     from specdecode.train.sft import save, setup, train_model
 
@@ -99,12 +109,13 @@ def test_the_best_checkpoint_is_not_evaluated_twice(
         model_name=str(tiny_qwen3),
         output_dir=str(tmp_path / "run"),
         max_steps=4,
-        eval_steps=2,
-        save_steps=2,
+        eval_steps=eval_steps,
+        save_steps=save_steps,
         per_device_train_batch_size=2,
         gradient_accumulation_steps=1,
         learning_rate=1e-2,
     )
+    config.validate_run()
     run = setup(config)
     losses: list[float] = []
     evaluate = run.trainer.evaluate
@@ -116,11 +127,14 @@ def test_the_best_checkpoint_is_not_evaluated_twice(
 
     run.trainer.evaluate = counted
     summary = train_model(config, run)
-    assert len(losses) == 3  # before training, steps 2 and 4
+    assert len(losses) == len(evaluated_at)
     assert summary["final_eval_loss"] == summary["best_eval_loss"] == min(losses[1:])
+    if len(evaluated_at) == 2:
+        assert summary["final_eval_loss"] == losses[-1]
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     save(config, run, summary)
     curves = json.loads((tmp_path / "run" / "training_curves.json").read_text())
-    assert [v["step"] for v in curves["validation"]] == [0, 2, 4]
+    assert [v["step"] for v in curves["validation"]] == evaluated_at
 
 
 def test_padding_free_loss_equals_per_example_loss(tiny_qwen3: Path, smol_tokenizer) -> None:

@@ -141,8 +141,8 @@ def train_stage(out: Path, seed: int, max_steps: int, form: str) -> dict[str, An
         model_name=MODEL,
         form=form,
         max_steps=max_steps,
-        eval_steps=max_steps // 2,
-        save_steps=max_steps // 2,
+        eval_steps=max_steps,  # validated once, at the end (a pass costs ~10 % of training)
+        save_steps=max_steps // 2,  # a checkpoint halfway, to resume an interrupted demo from
         # conversation form: a conversation holds ~3.5 calls, so 4 conversations ≈ 14 targets a step
         per_device_train_batch_size=4 if form == "conversation" else 8,
         gradient_accumulation_steps=1,

@@ -204,7 +204,14 @@ class TrainConfig(Settings):
     num_train_epochs: float = Field(3.0, gt=0, **_help("Epochs (ignored when --max-steps > 0)."))
     max_steps: int = Field(-1, **_help("Optimizer steps; overrides epochs when > 0."))
     eval_steps: int = Field(50, ge=1, **_help("Validation loss every N steps."))
-    save_steps: int = Field(50, ge=1, **_help("Checkpoint every N steps (a multiple of --eval-steps)."))
+    save_steps: int = Field(
+        50,
+        ge=1,
+        **_help(
+            "Checkpoint every N steps (a multiple of --eval-steps, unless --eval-steps ≥ --max-steps: "
+            "validated at the end only)."
+        ),
+    )
     logging_steps: int = Field(10, ge=1, **_help("Log the training loss every N steps."))
     warmup_ratio: float = Field(0.03, ge=0, lt=1, **_help("Share of steps with a rising learning rate."))
     lr_scheduler_type: str = Field(
@@ -236,6 +243,12 @@ class TrainConfig(Settings):
     resume: bool = Field(False, **_help("Continue from the last checkpoint in --output-dir."))
     skip_invalid: bool = Field(False, **_help("Skip bad input lines with a counted warning."))
 
+    @property
+    def evaluates_at_end_only(self) -> bool:
+        """Validation only after the last step (``--eval-steps`` ≥ ``--max-steps``): there is no
+        best checkpoint to choose, so checkpoints (for resuming) may come at any interval."""
+        return 0 < self.max_steps <= self.eval_steps
+
     def validate_run(self) -> None:
         """Refuse combinations that would fail late or silently."""
         if not self.train_file:
@@ -244,7 +257,7 @@ class TrainConfig(Settings):
             raise InputError("--output-dir is required")
         if self.val_file is None and self.val_split is None:
             raise InputError("no validation data: give --val_file, or --val-split 0.1 to hold out a share")
-        if self.save_steps % self.eval_steps:
+        if self.save_steps % self.eval_steps and not self.evaluates_at_end_only:
             raise InputError(
                 f"--save_steps ({self.save_steps}) must be a multiple of --eval_steps ({self.eval_steps}) "
                 "so that the best checkpoint by validation loss is kept"

@@ -154,7 +154,7 @@ def _training_args(config: TrainConfig) -> Any:
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
-        load_best_model_at_end=True,
+        load_best_model_at_end=not config.evaluates_at_end_only,  # else the last is the one evaluated
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         logging_steps=config.logging_steps,
@@ -366,13 +366,17 @@ BEST_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safeten
 def final_eval_loss(trainer: Any) -> float:
     """The validation loss of the model training ended with. ``load_best_model_at_end`` reloads the
     best checkpoint, whose loss was measured when it was saved: that number is reused, so the
-    validation set is not evaluated a second time. Evaluated now when no checkpoint was reloaded
-    (no evaluation during training, or the checkpoint's weights are gone)."""
+    validation set is not evaluated a second time; so is the loss of an evaluation at the last step
+    when nothing is reloaded (``evaluates_at_end_only``). Evaluated now otherwise (no evaluation
+    during training, or the best checkpoint's weights are gone)."""
     state = trainer.state
     best = state.best_model_checkpoint
     reloaded = best is not None and any((Path(best) / name).is_file() for name in BEST_WEIGHTS)
     if reloaded and state.best_metric is not None and trainer.args.load_best_model_at_end:
         return float(state.best_metric)
+    last = [e for e in state.log_history if "eval_loss" in e]
+    if not trainer.args.load_best_model_at_end and last and last[-1].get("step") == state.global_step:
+        return float(last[-1]["eval_loss"])  # the weights training ended with, evaluated at that step
     return float(trainer.evaluate()["eval_loss"])
 
 
