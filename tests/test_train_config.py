@@ -64,7 +64,10 @@ def test_missing_validation_and_bad_steps(tmp_path: Path) -> None:
             None, {"train_file": "t", "output_dir": "o", "val_file": "v", "eval_steps": 3, "save_steps": 4}
         )
     end_only = {"eval_steps": 24, "save_steps": 12, "max_steps": 24}  # validated once: nothing to choose
-    assert load_config(None, {"train_file": "t", "output_dir": "o", "val_file": "v", **end_only}).save_steps == 12
+    assert (
+        load_config(None, {"train_file": "t", "output_dir": "o", "val_file": "v", **end_only}).save_steps
+        == 12
+    )
 
 
 def test_cli_errors_exit_2_without_traceback(tmp_path: Path, tiny_qwen3: Path, synth_split: Path) -> None:
