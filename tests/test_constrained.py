@@ -65,3 +65,46 @@ def test_hf_constrained_smollm2_answers_parse_and_name_offered_tools(synth_split
     got = backend.generate(requests, config, adapter=False)
     assert_all_valid([g.text for g in got], registry.tools)
     assert all(g.completion_tokens < 96 for g in got)
+
+
+@pytest.mark.slow
+def test_grammar_drafts_give_the_token_by_token_answers_in_fewer_passes(
+    synth_split: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text a grammar forces (``"arguments": {"`` after a tool's name...) is fed as a draft
+    and verified: the same tokens and log-probabilities as one token per forward pass, batched and
+    at batch 1 over a kept prefix cache, in fewer passes."""
+    from specdecode.evaluate.backends import HFBackend
+    from specdecode.evaluate.backends import hf as hf_backend
+
+    registry = load_registry("tools4")
+    examples = load_examples(synth_split / "test.jsonl", "next-call", registry, PromptOptions())[:5]
+    requests = [e.request for e in examples]
+    for request in requests:
+        request.response_schema = call_schema(registry.tools)
+    backend = HFBackend("smollm2-135m", reuse_prefix=True)
+    passes = {"n": 0}
+    step = backend._step
+
+    def counted(*args, **kwargs):
+        passes["n"] += 1
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "_step", counted)
+    answers, counts = {}, {}
+    for draft in (0, hf_backend.MAX_DRAFT):
+        monkeypatch.setattr(hf_backend, "MAX_DRAFT", draft)
+        for batch in (5, 1):
+            passes["n"] = 0
+            config = GenerationConfig(max_new_tokens=64, stop_at_first_call=True, batch_size=batch)
+            answers[draft, batch] = backend.generate(requests, config, adapter=False)
+            counts[draft, batch] = passes["n"]
+    reference = answers[0, 5]
+    assert_all_valid([g.text for g in reference], registry.tools)
+    for got in answers.values():
+        assert [g.token_ids for g in got] == [g.token_ids for g in reference]
+        for g, r in zip(got, reference):
+            assert g.token_logprobs == pytest.approx(r.token_logprobs, abs=1e-4)
+    assert backend.reused_tokens > 0  # batch 1 went over the kept cache of the previous request
+    drafted = hf_backend.MAX_DRAFT
+    assert counts[drafted, 5] < counts[0, 5] and counts[drafted, 1] < 0.7 * counts[0, 1]

@@ -10,6 +10,10 @@ where ``model.generate`` is not:
 * a row leaves the batch, and the KV cache, as soon as it is finished: end of turn, a stop
   string, the end of its first complete call (``stop_at_first_call``), a terminated grammar
   (``response_schema``) or ``max_new_tokens`` (:meth:`HFBackend._accept`, :func:`_drop_rows`);
+* with a response schema, the text its grammar forces next (``", "arguments": {"`` after a
+  tool's name) is fed as a draft beside the row's last token and verified in the same forward
+  pass, as speculative decoding does (greedy only): the answer is the token-by-token one, in
+  fewer passes (:meth:`HFBackend._drafts`);
 * adapter answers run on weights with the LoRA merged in (PEFT ``merge_adapter``, undone
   after), base answers with the adapter disabled;
 * recent greedy answers are kept, so a second predictor asking the same question can
@@ -43,6 +47,7 @@ from specdecode.evaluate.stops import CallScanner
 from specdecode.prompts import render_prompt
 
 GREEDY_KEPT = 2048  # recent greedy answers kept for ``HFBackend.recall``
+MAX_DRAFT = 16  # draft tokens verified per forward pass at most (:meth:`HFBackend._drafts`)
 
 
 class IncrementalText:
@@ -171,6 +176,7 @@ class HFBackend:
         self._constraint: Any = None
         self._merged = False  # the adapter is merged into the weights (inside ``_weights(True)``)
         self._greedy: OrderedDict[Any, Generation] = OrderedDict()  # recent greedy answers (``recall``)
+        self._forced_ids: dict[str, list[int]] = {}  # a grammar's forced text → its tokens (drafts)
 
     def prompt_ids(self, request: Request) -> list[int]:
         text = render_prompt(self.tokenizer, request.messages, request.tools)
@@ -317,25 +323,83 @@ class HFBackend:
         return [r.new for r in rows]
 
     def _decode_rows(self, rows: list[_Row], config: GenerationConfig, sampler: Any, adapter: bool) -> None:
-        """Decode one batch: prefill, then pick / accept / drop finished rows / step."""
+        """Decode one batch: prefill, then pick and accept each row's tokens, drop finished rows,
+        and feed each row its last token and its draft (:meth:`_drafts`) in one forward pass."""
         batch, logits = self._prefill([r.ids for r in rows], adapter)
-        for _ in range(config.max_new_tokens):
-            tokens = self._pick(logits, [rows[i] for i in batch.active], config, sampler)
-            now = time.perf_counter()
-            keep = [
-                k
-                for k, (i, token) in enumerate(zip(batch.active, tokens))
-                if not self._accept(rows[i], token, config, now)
-            ]
+        logits, drafts = logits[:, None], [[] for _ in rows]  # one fed column per row so far
+        while True:
+            used = self._verify(logits, [rows[i] for i in batch.active], drafts, config, sampler)
+            self._settle(batch, drafts, used, single=len(rows) == 1)
+            keep = [k for k, i in enumerate(batch.active) if rows[i].done_at is None]
             if not keep:
                 break
             if len(keep) < len(batch.active):
                 _drop_rows(batch, keep)
-            logits = self._step(batch, [rows[i].ids[-1] for i in batch.active])
+            drafts = self._drafts([rows[i] for i in batch.active], config)
+            logits = self._step(batch, [rows[i].ids[-1] for i in batch.active], drafts)
         if self.reuse_prefix and len(rows) == 1:
             # The cache holds the prompt and every new token but the last (never fed back).
             row = rows[0]
             self._kept = _Kept(adapter, row.ids[:-1] if row.new else list(row.ids), batch.cache)
+
+    def _drafts(self, rows: list[_Row], config: GenerationConfig) -> list[list[int]]:
+        """Each constrained row's draft: the tokens of the text its grammar forces next (after
+        ``"tool_name": "`` comes a tool's name, after it ``", "arguments": {"``...), verified
+        like speculative decoding's drafts (:meth:`_verify`), so a forced stretch costs one forward
+        pass instead of one per token and the answer is the one token-by-token decoding gives.
+        Greedy decoding only (a sampled answer is drawn token by token)."""
+        if config.temperature > 0:
+            return [[] for _ in rows]
+        drafts = []
+        for row in rows:
+            forced = row.matcher.find_jump_forward_string() if row.matcher is not None else ""
+            ids = self._forced_ids.get(forced) if forced else []
+            if ids is None:
+                ids = self._forced_ids[forced] = self.tokenizer(forced, add_special_tokens=False)["input_ids"]
+            drafts.append(ids[:MAX_DRAFT])
+        return drafts
+
+    def _verify(
+        self, logits: Any, rows: list[_Row], drafts: list[list[int]], config: GenerationConfig, sampler: Any
+    ) -> list[int]:
+        """Pick and accept each row's tokens from the logits of its fed columns (rows × columns ×
+        vocab): column c's token is picked as always (grammar mask, greedy or sampling); while it
+        equals the row's draft token c the next column is read too. Returns, per row, the columns
+        whose keys and values stay valid in the cache (the fed token and its accepted draft)."""
+        used = [1] * len(rows)
+        open_rows = list(range(len(rows)))
+        for column in range(logits.shape[1]):
+            tokens = self._pick(logits[open_rows, column], [rows[k] for k in open_rows], config, sampler)
+            now = time.perf_counter()
+            still = []
+            for k, token in zip(open_rows, tokens):
+                done = self._accept(rows[k], token, config, now)
+                if not done and column < len(drafts[k]) and token == drafts[k][column]:
+                    used[k] += 1
+                    still.append(k)
+            if not still:
+                break
+            open_rows = still
+        return used
+
+    def _settle(self, batch: _Batch, drafts: list[list[int]], used: list[int], single: bool) -> None:
+        """After a verification: the cache keeps, per row, only its valid fed columns. A batch of
+        one drops the rest from the cache's end (so a kept cache holds exactly its tokens); a larger
+        batch masks them (rows accept drafts of different lengths)."""
+        width = 1 + max((len(d) for d in drafts), default=0)
+        if width == 1:
+            return
+        torch, device = self.torch, batch.mask.device
+        kept = torch.tensor(used, device=device)[:, None]
+        if single:
+            extra = width - used[0]
+            if extra:
+                batch.cache.crop(-extra)
+                batch.mask = batch.mask[:, :-extra]
+        else:
+            valid = torch.arange(width, device=device)[None, :] < kept
+            batch.mask[:, -width:] &= valid.to(batch.mask.dtype)
+        batch.next_position = batch.next_position + kept - 1  # _step added one already
 
     def _prefill(self, prompts: list[list[int]], adapter: bool) -> tuple[_Batch, Any]:
         """KV cache of the prompts and the logits of their last tokens. The prefix all prompts
@@ -385,15 +449,22 @@ class HFBackend:
                 cache.batch_repeat_interleave(len(prompts))
         return cache, shared
 
-    def _step(self, batch: _Batch, tokens: list[int]) -> Any:
-        """Feed each active row its last token; the logits of the next."""
-        batch.mask = self.torch.cat([batch.mask, batch.mask.new_ones(len(tokens), 1)], dim=1)
+    def _step(self, batch: _Batch, tokens: list[int], drafts: list[list[int]]) -> Any:
+        """Feed each active row its last token and its draft (padded to the longest draft, the
+        padding masked); the logits of every fed column (rows × columns × vocab)."""
+        torch, device = self.torch, self.device
+        width = 1 + max(len(d) for d in drafts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        fed = [[t, *d] for t, d in zip(tokens, drafts)]
+        ids = torch.tensor([f + [pad] * (width - len(f)) for f in fed], device=device)
+        real = torch.tensor([[1] * len(f) + [0] * (width - len(f)) for f in fed], device=device)
+        batch.mask = torch.cat([batch.mask, real.to(batch.mask.dtype)], dim=1)
         logits = self.model(
-            input_ids=self.torch.tensor([[t] for t in tokens], device=self.device),
+            input_ids=ids,
             attention_mask=batch.mask,
-            position_ids=batch.next_position,
+            position_ids=batch.next_position + torch.arange(width, device=device)[None, :],
             past_key_values=batch.cache,
-        ).logits[:, -1]
+        ).logits
         batch.next_position = batch.next_position + 1
         return logits
 
