@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         train, test = args.run / "traces" / "train.jsonl", args.run / "traces" / "test.jsonl"
         registry = load_registry("tools4")
     adapter = args.run / "adapter"
+    if args.set:  # real_data.py trains into adapters/KEY/ and names it in its train stage
+        adapter = Path(json.loads((args.run / "stages" / "train.json").read_text())["result"]["adapter"])
     form = adapter_form(adapter)
     contexts = [c for t in read_records(test, TraceRecord) for c in contexts_of(t, registry)][: args.steps]
     table = PatternPredictor.fit(read_records(train, TraceRecord))
