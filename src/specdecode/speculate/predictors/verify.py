@@ -98,30 +98,23 @@ class DraftScorer:
         return self.backend.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     # -- the cached prefix ------------------------------------------------------------------
-    def _prefix(self, prompt_ids: list[int]) -> Any:
-        """The KV cache of ``prompt_ids[:-1]``, extended from the kept one where it matches."""
+    def _prefix(self, prompt_ids: list[int]) -> tuple[Any, list[int]]:
+        """The kept KV cache cut back to where it matches ``prompt_ids[:-1]``, and the tokens of
+        ``prompt_ids[:-1]`` it still lacks (run with the drafts, in the same pass)."""
         from transformers import DynamicCache
 
-        torch, model = self.backend.torch, self.backend.model
         target = prompt_ids[:-1]
         common = 0
         limit = min(len(self._ids), len(target))
         while common < limit and self._ids[common] == target[common]:
             common += 1
         if self._cache is None or common == 0:
-            self._cache, self._ids = DynamicCache(config=model.config), []
+            self._cache, self._ids = DynamicCache(config=self.backend.model.config), []
             common = 0
         elif common < len(self._ids):
             self._cache.crop(common - self._cache.get_seq_length())  # negative: tokens to drop
             self._ids = self._ids[:common]
-        new = target[common:]
-        if new:
-            ids = torch.tensor([new], device=self.backend.device)
-            positions = torch.arange(common, common + len(new), device=self.backend.device)[None]
-            model(input_ids=ids, position_ids=positions, past_key_values=self._cache, logits_to_keep=1)
-            self.prefilled_tokens += len(new)
-            self._ids = list(target)
-        return self._cache
+        return self._cache, target[common:]
 
     # -- scoring ----------------------------------------------------------------------------
     def score(self, context: StepContext, calls: Sequence[ToolCall]) -> list[tuple[float, int]]:
@@ -133,8 +126,8 @@ class DraftScorer:
         suffixes = [self.encode(self.call_suffix(context, call, prompt)) for call in calls]
         torch = self.backend.torch
         with torch.inference_mode(), self._adapter_mode():
-            cache = self._prefix(prompt_ids)
-            return self._score_tree(cache, len(prompt_ids) - 1, prompt_ids[-1], suffixes)
+            cache, new = self._prefix(prompt_ids)
+            return self._score_tree(cache, new, prompt_ids[-1], suffixes)
 
     def _adapter_mode(self) -> Any:
         import contextlib
@@ -155,10 +148,12 @@ class DraftScorer:
         return hold() if self.adapter and hold is not None else contextlib.nullcontext()
 
     def _score_tree(
-        self, cache: Any, cached: int, last: int, suffixes: Sequence[list[int]]
+        self, cache: Any, new: list[int], last: int, suffixes: Sequence[list[int]]
     ) -> list[tuple[float, int]]:
-        """Run the trie of ``suffixes`` (rooted at the last prompt token ``last``) in one forward
-        pass with a tree attention mask; the cache is cropped back to ``cached`` tokens after."""
+        """One forward pass: the prompt tokens the cache lacks (``new``), then the trie of
+        ``suffixes`` rooted at the last prompt token ``last``, under a mask that lets the new
+        tokens see the cache and each other causally and each trie node see the whole prompt and
+        its own ancestors. The cache keeps the prompt (``new`` included) and drops the trie."""
         torch, device = self.backend.torch, self.backend.device
         tokens, parents, depth = [last], [-1], [0]
         children: dict[tuple[int, int], int] = {}
@@ -178,25 +173,51 @@ class DraftScorer:
                     depth.append(depth[node] + 1)
                 node = child
             reads.append(path)
-        n = len(tokens)
-        allowed = torch.zeros((n, n), dtype=torch.bool)
-        for i in range(n):
-            j = i
+        cached, m, n = cache.get_seq_length(), len(new), len(tokens)
+        rows = []
+        for i in range(n):  # each node's ancestors, itself included
+            row, j = [False] * n, i
             while j >= 0:
-                allowed[i, j] = True
+                row[j] = True
                 j = parents[j]
-        mask = torch.cat([torch.ones((n, cached), dtype=torch.bool), allowed], dim=1)[None, None].to(device)
-        ids = torch.tensor([tokens], device=device)
-        positions = torch.tensor([[cached + d for d in depth]], device=device)
+            rows.append(row)
+        trie = torch.tensor(rows, dtype=torch.bool)
+        prompt = torch.cat(
+            [torch.ones((m, cached), dtype=torch.bool), torch.ones((m, m), dtype=torch.bool).tril()], dim=1
+        )
+        mask = torch.cat(
+            [
+                torch.cat([prompt, torch.zeros((m, n), dtype=torch.bool)], dim=1),
+                torch.cat([torch.ones((n, cached + m), dtype=torch.bool), trie], dim=1),
+            ]
+        )[None, None].to(device)
+        ids = torch.tensor([new + tokens], device=device)
+        start = cached + m  # the root's position
+        positions = torch.tensor([list(range(cached, start)) + [start + d for d in depth]], device=device)
         try:
             logits = self.backend.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                logits_to_keep=n,
             ).logits[0]
-        finally:
-            cache.crop(cached - cache.get_seq_length())
+        except BaseException:
+            self.reset()  # the cache may hold part of this pass
+            raise
+        cache.crop(start - cache.get_seq_length())  # keep the prompt, drop the trie
+        self._ids += new
+        self.prefilled_tokens += m
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         self.scored_tokens += n
-        return [(float(sum(logprobs[node, token] for node, token in path)), len(path)) for path in reads]
+        nodes = torch.tensor([node for path in reads for node, _ in path])
+        targets = torch.tensor([token for path in reads for _, token in path])
+        picked = logprobs[nodes, targets].tolist()
+        out, at = [], 0
+        for path in reads:
+            out.append((float(sum(picked[at : at + len(path)])), len(path)))
+            at += len(path)
+        return out
 
     def reset(self) -> None:
         self._cache, self._ids = None, []
