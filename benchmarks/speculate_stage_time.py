@@ -5,6 +5,7 @@ finished demo run's traces and adapter, in a scratch copy, timing every predicto
 ``predict_many``, ``measure_latency`` and ``calibrate``:
 
     .venv/bin/python benchmarks/speculate_stage_time.py --run runs/demo [--out runs/speculate-time]
+        [--dtype bfloat16]
 
 The scratch folder is replayed afresh (``--out`` is emptied first); ``runs/demo`` is only read.
 """
@@ -55,6 +56,7 @@ def main() -> None:
     )
     parser.add_argument("--run", type=Path, default=Path("runs/demo"), help="a finished demo run")
     parser.add_argument("--out", type=Path, default=Path("runs/speculate-time"), help="scratch folder")
+    parser.add_argument("--dtype", default="auto", help="the model's weights (auto: fp32 on CPU)")
     opts = parser.parse_args()
     if not (opts.run / "adapter" / "adapter_model.safetensors").is_file():
         parser.error(f"{opts.run}: no adapter (run `make demo` first)")
@@ -74,6 +76,7 @@ def main() -> None:
         opts.run / "adapter",
         "tools4",
         val_traces=traces / "val.jsonl",
+        dtype=opts.dtype,
     )
     total = time.perf_counter() - started
     print(f"speculation stage on {opts.run}: {total:.1f} s")

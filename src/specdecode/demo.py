@@ -50,6 +50,20 @@ MODEL = "smollm2-135m"
 # No LoRA dropout in the demo's 24 steps: on CPU its random masks (7 projections × 30 layers) took
 # 42 % of the training time, for the same validation loss (BENCHMARKS.md, issue #26).
 DROPOUT = 0.0
+# A call of the demo's registry is at most ~50 tokens (the adapter's longest: 46); the base model's
+# answers that are no call run on to the limit, so the next-call comparison stops at 64, not 96.
+NEXT_CALL_TOKENS = 64
+
+
+def inference_dtype() -> str:
+    """The weights' dtype for the demo's generation and scoring: bf16 on a CPU that computes it
+    natively (AMX / AVX512-BF16: the comparison ~1.2x faster there, BENCHMARKS.md), else ``auto``
+    (fp32 on other CPUs, where bf16 is emulated and slower; bf16/fp16 on GPUs)."""
+    import torch
+
+    from specdecode.models import cpu_has_fast_bf16
+
+    return "bfloat16" if not torch.cuda.is_available() and cpu_has_fast_bf16() else "auto"
 
 
 # --------------------------------------------------------------------------- stage cache
@@ -169,7 +183,7 @@ def train_stage(out: Path, seed: int, max_steps: int, form: str) -> dict[str, An
     }
 
 
-def compare_stage(out: Path, mode: str, limit: int | None) -> dict[str, Any]:
+def compare_stage(out: Path, mode: str, limit: int | None, dtype: str = "auto") -> dict[str, Any]:
     """Base vs adapter on the test split (one model load, paired statistics)."""
     from specdecode.evaluate.run import run_compare
     from specdecode.settings import CompareSettings
@@ -182,8 +196,9 @@ def compare_stage(out: Path, mode: str, limit: int | None) -> dict[str, Any]:
         output_file=out / f"{name}.jsonl",
         mode=mode,
         limit=limit,
-        max_new_tokens=None if mode == "next-call" else 192,
+        max_new_tokens=NEXT_CALL_TOKENS if mode == "next-call" else 192,
         overwrite=True,
+        dtype=dtype,
     )
     summary = CompareSummary.model_validate(run_compare(settings))
     metrics = ("parse_ok", "first_call_name", "first_call_exact", "name_f1", "args_match")
@@ -191,13 +206,14 @@ def compare_stage(out: Path, mode: str, limit: int | None) -> dict[str, Any]:
         "mode": mode,
         "n": summary.n,
         "file": f"{name}.jsonl",
+        "dtype": summary.dtype,
         "base": {m: summary.base.metrics[m].dump() for m in metrics},
         "lora": {m: summary.lora.metrics[m].dump() for m in metrics},
         "paired": {m: summary.paired[m].dump() for m in metrics if m in summary.paired},
     }
 
 
-def speculation_stage_result(out: Path, registry: str) -> dict[str, Any]:
+def speculation_stage_result(out: Path, registry: str, dtype: str = "auto") -> dict[str, Any]:
     """Fit the cheap predictors on the training traces and replay the test traces with every one."""
     from specdecode.speculate.demo_stage import speculation_stage
 
@@ -208,6 +224,7 @@ def speculation_stage_result(out: Path, registry: str) -> dict[str, Any]:
         out / "adapter",
         registry,
         val_traces=out / "traces" / "val.jsonl",
+        dtype=dtype,
     )
     replay = read_result(out / "speculate" / "replay" / "summary.json", ReplaySummary)
     names = list(replay.results)
@@ -288,17 +305,18 @@ def run_demo(
         outputs=(out / "adapter" / "adapter_model.safetensors",),
     )
     adapter = file_digest(out / "adapter" / "adapter_model.safetensors")
+    dtype = inference_dtype()
     results["compare"] = stage(
         out,
         "compare",
-        {"test": traces["test"], "adapter": adapter},
-        lambda: compare_stage(out, "next-call", None),
+        {"test": traces["test"], "adapter": adapter, "dtype": dtype, "tokens": NEXT_CALL_TOKENS},
+        lambda: compare_stage(out, "next-call", None, dtype),
     )
     results["compare_trace"] = stage(
         out,
         "compare_trace",
-        {"test": traces["test"], "adapter": adapter, "limit": trace_limit},
-        lambda: compare_stage(out, "trace", trace_limit),
+        {"test": traces["test"], "adapter": adapter, "limit": trace_limit, "dtype": dtype},
+        lambda: compare_stage(out, "trace", trace_limit, dtype),
     )
     results["speculate"] = stage(
         out,
@@ -311,8 +329,9 @@ def run_demo(
             "registry": registry,
             "predictors": 5,  # the predictors replayed and their settings (hybrid: one call, its probability)
             "calibration": FIT_VERSION,
+            "dtype": dtype,
         },
-        lambda: speculation_stage_result(out, registry),
+        lambda: speculation_stage_result(out, registry, dtype),
     )
     results["agent"] = stage(
         out,

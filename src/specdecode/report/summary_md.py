@@ -161,7 +161,8 @@ def _compare_lines(c: CompareStage) -> list[str]:
         "",
         f"## Base vs. LoRA ({c.mode} mode, test split)",
         "",
-        f"{c.n} examples; 95 % bootstrap intervals; exact McNemar test on the paired outcomes.",
+        f"{c.n} examples{f' (weights in {c.dtype})' if c.dtype else ''}; 95 % bootstrap intervals; "
+        "exact McNemar test on the paired outcomes.",
         "",
         "| metric | base | LoRA | wins / ties / losses | McNemar p |",
         "|---|---:|---:|---:|---:|",

@@ -81,6 +81,7 @@ class CompareStage(StageResult):
     mode: str | None = None
     n: int | None = None
     file: str | None = None
+    dtype: str | None = Field(None, description="the model weights' dtype during generation")
     base: dict[str, Rate] = Field(default_factory=dict)
     lora: dict[str, Rate] = Field(default_factory=dict)
     paired: dict[str, PairedTest] = Field(default_factory=dict)

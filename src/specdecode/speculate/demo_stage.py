@@ -29,6 +29,7 @@ def speculation_stage(
     samples: int = 0,
     max_new_tokens: int = 48,
     val_traces: str | Path | Sequence[TraceRecord] | None = None,
+    dtype: str = "auto",
 ) -> list[str]:
     """Fit + replay every registered predictor (the tables and their ablations, base, lora,
     hybrid, verify) under ``OUT/speculate/``; the report's Markdown lines. ``verify`` calibrates
@@ -37,7 +38,8 @@ def speculation_stage(
     Sized for a 2-core CPU: model answers are constrained to one call (short, always parseable;
     when xgrammar is installed), the model predictors' top-k beyond the greedy answer comes from
     ``samples`` sampled answers per step (0 by default: hit@k of base/lora is then their hit@1),
-    and ``latency_samples`` steps are timed at batch 1."""
+    and ``latency_samples`` steps are timed at batch 1. ``dtype``: the model's weights (``auto``:
+    fp32 on CPU)."""
     import importlib.util
 
     from specdecode.evaluate.backends import make_backend
@@ -49,7 +51,7 @@ def speculation_stage(
     out = Path(out_dir) / "speculate"
     reg = load_registry(registry) if isinstance(registry, (str, Path)) else registry
     fit(train_traces, out / "fitted")
-    backend = make_backend("hf", base_model, str(adapter_dir) if adapter_dir else None)
+    backend = make_backend("hf", base_model, str(adapter_dir) if adapter_dir else None, dtype=dtype)
     names = [n for n in predictor_registry.names() if predictor_registry.spec_of(n).in_demo]
     if not adapter_dir:
         names = [n for n in names if not predictor_registry.spec_of(n).needs_adapter]

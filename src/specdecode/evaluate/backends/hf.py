@@ -14,8 +14,9 @@ where ``model.generate`` is not:
   tool's name) is fed as a draft beside the row's last token and verified in the same forward
   pass, as speculative decoding does (greedy only): the answer is the token-by-token one, in
   fewer passes (:meth:`HFBackend._drafts`);
-* adapter answers run on weights with the LoRA merged in (PEFT ``merge_adapter``, undone
-  after), base answers with the adapter disabled;
+* adapter answers run on weights with the LoRA merged in (PEFT ``merge_adapter``, once: the
+  merged and the base weights are kept side by side and swapped), base answers with the
+  adapter disabled;
 * recent greedy answers are kept, so a second predictor asking the same question can
   :meth:`HFBackend.recall` the first one's answer instead of decoding it again.
 
@@ -48,6 +49,10 @@ from specdecode.prompts import render_prompt
 
 GREEDY_KEPT = 2048  # recent greedy answers kept for ``HFBackend.recall``
 MAX_DRAFT = 16  # draft tokens verified per forward pass at most (:meth:`HFBackend._drafts`)
+# The adapter's merged weights are kept beside the base weights (swapped in for adapter answers)
+# when they take at most this much memory (SmolLM2-135M: 0.4 GB in fp32); larger models merge in
+# place around every call.
+MERGED_COPY_MAX_BYTES = 2 * 1024**3
 
 
 class IncrementalText:
@@ -175,6 +180,7 @@ class HFBackend:
         self._kept: _Kept | None = None
         self._constraint: Any = None
         self._merged = False  # the adapter is merged into the weights (inside ``_weights(True)``)
+        self._pairs: list[tuple[Any, Any, Any]] | None = None  # base and merged weights (``_merged_pairs``)
         self._greedy: OrderedDict[Any, Generation] = OrderedDict()  # recent greedy answers (``recall``)
         self._forced_ids: dict[str, list[int]] = {}  # a grammar's forced text → its tokens (drafts)
 
@@ -265,25 +271,68 @@ class HFBackend:
         elif self._merged:
             raise RuntimeError("the base model's weights were asked for while the adapter is held merged")
         elif adapter:
-            # In bf16/fp16, W + BA - BA != W: unmerging would leave the base weights a little
-            # off after every call (drift that adds up over an eval). Below fp32 the base
-            # weights are copied before the merge and put back after it instead.
-            saved = self._base_weights() if self.dtype != "float32" else None
-            self.model.merge_adapter()
+            pairs = self._merged_pairs()
+            if pairs is None:  # too large to keep a merged copy: merge in place, undo after
+                with self._merged_in_place():
+                    yield
+                return
+            for layer, _, merged in pairs:
+                layer.get_base_layer().weight.data = merged
+                layer.merged_adapters = list(layer.active_adapters)
             self._merged = True
             try:
                 yield
             finally:
                 self._merged = False
-                if saved is None:
-                    self.model.unmerge_adapter()
-                else:
-                    for layer, weight in saved:
-                        layer.get_base_layer().weight.data.copy_(weight)
-                        layer.merged_adapters = []
+                for layer, base, _ in pairs:
+                    layer.get_base_layer().weight.data = base
+                    layer.merged_adapters = []
         else:
             with self.model.disable_adapter():
                 yield
+
+    def _merged_pairs(self) -> list[tuple[Any, Any, Any]] | None:
+        """(LoRA layer, its base weight, the same weight with the adapter merged in) for every
+        layer the adapter wraps, merged once and kept: an adapter call swaps the tensors in and
+        out instead of merging and unmerging (which costs a pass over every adapted weight per
+        call, and below fp32 drifts: ``W + BA - BA != W``). None when the copy would take more
+        than ``MERGED_COPY_MAX_BYTES``."""
+        if self._pairs is None:
+            from peft.tuners.lora import LoraLayer
+
+            layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+            weights = [m.get_base_layer().weight for m in layers]
+            if sum(w.numel() * w.element_size() for w in weights) > MERGED_COPY_MAX_BYTES:
+                self._pairs = []
+                return None
+            bases = [w.data for w in weights]
+            for layer, base in zip(layers, bases):
+                layer.get_base_layer().weight.data = base.clone()  # merged into, then kept
+            self.model.merge_adapter()
+            self._pairs = [(m, b, w.data) for m, b, w in zip(layers, bases, weights)]
+            for layer, base in zip(layers, bases):
+                layer.get_base_layer().weight.data = base
+                layer.merged_adapters = []
+        return self._pairs or None
+
+    @contextmanager
+    def _merged_in_place(self) -> Iterator[None]:
+        """The adapter merged into the weights in place, undone after. In bf16/fp16
+        ``W + BA - BA != W`` (drift that adds up over an eval), so below fp32 the base weights
+        are copied before the merge and put back after it instead."""
+        saved = self._base_weights() if self.dtype != "float32" else None
+        self.model.merge_adapter()
+        self._merged = True
+        try:
+            yield
+        finally:
+            self._merged = False
+            if saved is None:
+                self.model.unmerge_adapter()
+            else:
+                for layer, weight in saved:
+                    layer.get_base_layer().weight.data.copy_(weight)
+                    layer.merged_adapters = []
 
     def _base_weights(self) -> list[tuple[Any, Any]]:
         """(LoRA layer, copy of its base weight) for every layer the adapter wraps."""
