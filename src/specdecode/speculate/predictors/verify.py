@@ -154,6 +154,8 @@ class DraftScorer:
         ``suffixes`` rooted at the last prompt token ``last``, under a mask that lets the new
         tokens see the cache and each other causally and each trie node see the whole prompt and
         its own ancestors. The cache keeps the prompt (``new`` included) and drops the trie."""
+        from specdecode.evaluate.backends.hf import logits_index
+
         torch, device = self.backend.torch, self.backend.device
         tokens, parents, depth = [last], [-1], [0]
         children: dict[tuple[int, int], int] = {}
@@ -200,7 +202,7 @@ class DraftScorer:
                 attention_mask=mask,
                 position_ids=positions,
                 past_key_values=cache,
-                logits_to_keep=n,
+                logits_to_keep=logits_index(m + n, n, device),
             ).logits[0]
         except BaseException:
             self.reset()  # the cache may hold part of this pass
