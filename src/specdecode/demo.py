@@ -57,8 +57,9 @@ NEXT_CALL_TOKENS = 64
 
 def inference_dtype() -> str:
     """The weights' dtype for the demo's generation and scoring: bf16 on a CPU that computes it
-    natively (AMX / AVX512-BF16: the comparison ~1.2x faster there, BENCHMARKS.md), else ``auto``
-    (fp32 on other CPUs, where bf16 is emulated and slower; bf16/fp16 on GPUs)."""
+    natively (AMX / AVX512-BF16: the comparison stage 47 s there against 90-93 s in fp32,
+    BENCHMARKS.md), else ``auto`` (fp32 on other CPUs, where bf16 is emulated and slower;
+    bf16/fp16 on GPUs)."""
     import torch
 
     from specdecode.models import cpu_has_fast_bf16
