@@ -192,6 +192,60 @@ def test_no_fitted_weight_is_negative() -> None:
     assert fit_calibration(uninformative) == Calibration(a=0.0, prior=1.0)  # nothing to fit: the table
 
 
+def _table_vs_model(repeats: int) -> list:
+    """Blocks of 12 steps of two drafts: the table's prior favours the right draft on 9, the
+    model's scores on 11 (2 more than the table, never fewer)."""
+    steps = []
+    for _ in range(repeats):
+        for i in range(12):
+            right = i % 2
+            table_right, model_right = i < 9, i < 11
+            priors = [0.3, 0.3]
+            priors[right if table_right else 1 - right] = 0.6
+            scores = [(-30.0 + (i % 3), 10), (-30.0 + (i % 3), 10)]
+            scores[right if model_right else 1 - right] = (-12.0 - (i % 4), 10)
+            steps.append((scores, priors, [d == right for d in range(2)]))
+    return steps
+
+
+def test_the_model_earns_its_place_only_with_significantly_more_validation_hits() -> None:
+    """The model's scores put the right draft first on 2 more of 12 validation steps than the
+    table's ranking (2 wins, 0 losses, McNemar p = 0.5): the table's ranking is kept, with no
+    model weight. On four times the steps (8 wins, p = 0.008) the model's scores are used.
+    Either way the comparison is recorded."""
+    few = fit_calibration(_table_vs_model(1))
+    gate = few.versus_table
+    assert (gate["wins"], gate["losses"], gate["model_chosen"]) == (2, 0, False)
+    assert gate["mcnemar_p"] == pytest.approx(0.5)
+    assert few.a == 0.0 and few.prior > 0 and not few.uses_model
+    assert _hit_at_1(few, _table_vs_model(1)) == pytest.approx(9 / 12)  # the table's ranking
+    many = fit_calibration(_table_vs_model(4))
+    assert many.uses_model and _hit_at_1(many, _table_vs_model(4)) == pytest.approx(11 / 12)
+    gate = many.versus_table
+    assert (gate["wins"], gate["losses"], gate["model_chosen"]) == (8, 0, True) and gate["mcnemar_p"] < 0.01
+    assert fit_calibration(_table_vs_model(4), gate=1e-30).uses_model is False  # an impossible gate
+
+
+def test_verify_that_keeps_the_table_runs_no_forward_pass(tiny_backend, monkeypatch) -> None:
+    """With the table's ranking kept on validation, ``verify`` ranks the drafts by the table's
+    prior without calling the model, and its top call is the table's."""
+    table = PatternPredictor.fit(synthesize(40, seed=0))
+    verify = VerifyPredictor(table, DraftScorer(tiny_backend, adapter=False))
+    verify.calibration = Calibration(a=0.0, prior=1.0, b=0.5, generate=False)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was called")
+
+    monkeypatch.setattr(verify.scorer, "score", forbidden)
+    contexts = [c for t in synthesize(3, seed=2) for c in contexts_of(t, REG)]
+    for context, prediction in zip(contexts, verify.predict_many(contexts, k=3)):
+        calls, priors = verify.valid_drafts(context)
+        if not calls:
+            continue
+        assert prediction.calls[0] == calls[priors.index(max(priors))]
+        assert prediction.probs == sorted(prediction.probs, reverse=True)
+
+
 def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend, monkeypatch) -> None:
     """Every validation step asks for a generated call (``generate_below`` > 1). Under the fitted
     calibration the generated calls, which no draft matches, never reach the top, so generation is

@@ -106,11 +106,21 @@ class Reliability(ResultModel):
     n: int | None = None
 
 
+class ModelGate(PairedTest):
+    """On the validation steps, the best calibration with the model's scores (B) against the
+    table's own ranking (A): hit@1 wins, ties, losses, exact McNemar p; the model's scores are
+    used only when ``model_chosen`` (more wins than losses and p < ``gate``)."""
+
+    gate: Number | None = None
+    model_chosen: bool | None = None
+
+
 class CalibrationReport(ResultModel):
     """A calibrating predictor's fit on the validation split (its parameters are extra fields)."""
 
     ece: Number | None = None
     reliability: Reliability | None = None
+    versus_table: ModelGate | None = None
 
 
 class PredictorSummary(ResultModel):

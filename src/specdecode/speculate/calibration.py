@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-FIT_VERSION = 4  # bumped when the fit changes: stored fits of an older version are refitted
+FIT_VERSION = 5  # bumped when the fit changes: stored fits of an older version are refitted
 PRIOR_FLOOR = 1e-6  # the smallest table probability a candidate's log prior is taken of
+MODEL_GATE_P = 0.05  # the model's scores enter only where validation shows them better than the table
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class Calibration:
     ece: float | None = None  # expected calibration error on those steps
     prior: float = 0.0  # weight of the table's log probability
     generate: bool = True  # add a generated call when no draft is likely enough (chosen on validation)
+    versus_table: dict[str, Any] | None = None  # validation hit@1: the best model fit vs the table
+
+    @property
+    def uses_model(self) -> bool:
+        """Whether the model's scores change any probability (``a`` ≠ 0)."""
+        return self.a != 0
 
     def shares(self, scores: Sequence[tuple[float, int]]) -> list[float]:
         values = [s / max(n, 1) if self.normalise else s for s, n in scores]
@@ -113,17 +120,42 @@ def fit_platt(
 FEATURE_SETS = (("model",), ("model", "prior"), ("prior",))
 
 
+def _top_hits(
+    calibration: Calibration,
+    steps: Sequence[tuple[Sequence[tuple[float, int]], Sequence[float], Sequence[bool]]],
+) -> tuple[list[bool], float]:
+    """Per step with drafts: whether the most probable draft is right; and the log-loss."""
+    hits, loss = [], 0.0
+    for scores, priors, labels in steps:
+        if not scores:
+            continue
+        probs = calibration.probabilities(scores, priors)
+        hits.append(bool(labels[max(range(len(probs)), key=probs.__getitem__)]))
+        for p, label in zip(probs, labels):
+            loss -= math.log(min(max(p if label else 1 - p, 1e-12), 1.0))
+    return hits, loss
+
+
 def fit_calibration(
     steps: Sequence[tuple[Sequence[tuple[float, int]], Sequence[float], Sequence[bool]]],
+    gate: float = MODEL_GATE_P,
 ) -> Calibration:
     """The calibration of draft scores from validation steps, each ``(scores, priors, labels)``:
     every draft's (sum of log-probabilities, tokens), the table's probability of it and whether
-    it was the actor's call. The features — the model's share (summed or length-normalised
-    scores), the table's prior, or both — are chosen by validation hit@1 (ties: the lower
-    log-loss) among the logistic fits whose weights are all non-negative: a draft the model or the
-    table finds likelier never gets a lower probability (a negative weight fitted on a few steps
-    is noise, and it would push calls the table never proposed to the top). With no admissible
-    fit, the table's ranking (``prior`` = 1, ``a`` = 0)."""
+    it was the actor's call.
+
+    Logistic fits of the model's share (summed or length-normalised scores), the table's prior,
+    or both; only fits whose weights are all non-negative are admissible (a draft the model or
+    the table finds likelier never gets a lower probability). The best fit with the model's
+    scores (validation hit@1, ties: the lower log-loss) is then held against the table's own
+    ranking on the same steps, and the model earns its place only when it is right on
+    significantly more of them (more wins than losses, exact McNemar p < ``gate``); otherwise
+    the table's ranking is kept (its prior alone, calibrated), and the model is not run. The
+    comparison is kept in ``versus_table``. With nothing to fit: the table's ranking (``prior`` =
+    1, ``a`` = 0)."""
+    from specdecode.evaluate.metrics import paired
+
+    table = Calibration(a=0.0, prior=1.0, steps=len(steps))
     best: tuple[tuple[int, float], Calibration] | None = None
     for normalise in (False, True):
         for features in FEATURE_SETS:
@@ -147,18 +179,20 @@ def fit_calibration(
             fitted = Calibration(
                 named.get("model", 0.0), b, normalise, len(steps), prior=named.get("prior", 0.0)
             )
-            hits, loss = 0, 0.0
-            for scores, priors, step_labels in steps:
-                if not scores:
-                    continue
-                probs = fitted.probabilities(scores, priors)
-                hits += bool(step_labels[max(range(len(probs)), key=probs.__getitem__)])
-                for p, label in zip(probs, step_labels):
-                    loss -= math.log(min(max(p if label else 1 - p, 1e-12), 1.0))
-            rank = (hits, -loss)
+            if "model" not in features:
+                table = fitted if fitted.prior > 0 else table
+                continue
+            hits, loss = _top_hits(fitted, steps)
+            rank = (sum(hits), -loss)
             if best is None or rank > best[0]:
                 best = (rank, fitted)
-    return best[1] if best else Calibration(a=0.0, prior=1.0, steps=len(steps))
+    if best is None:
+        return table
+    model = best[1]
+    versus = paired(_top_hits(table, steps)[0], _top_hits(model, steps)[0])
+    versus = {**versus, "gate": gate, "model_fit": {"a": model.a, "prior": model.prior, "b": model.b}}
+    earned = versus["wins"] > versus["losses"] and versus["mcnemar_p"] < gate
+    return replace(model if earned else table, versus_table={**versus, "model_chosen": earned})
 
 
 def reliability(probs: Sequence[float], labels: Sequence[bool], bins: int = 10) -> dict[str, Any]:

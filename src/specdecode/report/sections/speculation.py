@@ -200,6 +200,29 @@ def reliability_figure(ctx: Context, s: ReplaySummary, suffix: str) -> Block | N
     )
 
 
+def gate_paras(s: ReplaySummary) -> list[Para]:
+    """Per calibrating predictor: whether its model's scores beat the table's ranking on validation."""
+    out = []
+    for name, p in s.results.items():
+        g = p.calibration.versus_table if p.calibration else None
+        if g is None:
+            continue
+        record = f"{g.wins} wins / {g.ties} ties / {g.losses} losses, McNemar p = {pvalue(g.mcnemar_p)}"
+        verdict = (
+            "its model's scores rank the drafts"
+            if g.model_chosen
+            else "so it keeps the table's ranking (calibrated) and runs no forward pass"
+        )
+        out.append(
+            Para(
+                f"**{name}** on the validation split, its best fit with the model's scores against "
+                f"the table's own ranking (hit@1): {record} (the model is used when p < {num(g.gate, 2)} "
+                f"with more wins than losses): {verdict}."
+            )
+        )
+    return out
+
+
 def latency_figure(ctx: Context, replay: Replay, suffix: str) -> Block | None:
     samples = {n: [r.latency for r in replay.rows if r.predictor == n] for n in replay.predictors}
     for name, entry in replay.latency.records.items():
@@ -279,6 +302,7 @@ def replay_blocks(
         timeline_figure(ctx, replay, chosen, suffix),
         *simulation_figures(ctx, s, suffix),
         reliability_figure(ctx, s, suffix),
+        *gate_paras(s),
         latency_figure(ctx, replay, suffix),
         *example_blocks(replay),
     ]
