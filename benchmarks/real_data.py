@@ -18,7 +18,8 @@ Stages (a rerun reuses every finished stage whose inputs and settings are unchan
 
 Latency model of the simulation: the actor thinks 2 s per step, tools take log-normal(0, 0.6) s
 (median 1 s), the model predictors' latency is their measured batch-1 latency with the cached
-prefix (``speculate replay``'s default).
+prefix (``speculate replay``'s default). The model predictors run in bf16 on CPUs with AMX /
+AVX512-BF16 (as ``make demo`` does), else in the model's own dtype (``--dtype`` to choose).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from rich.console import Console
 
 from specdecode.data import convert
 from specdecode.data.bench import write_bench
-from specdecode.demo import _digest, file_digest, stage
+from specdecode.demo import _digest, file_digest, inference_dtype, stage
 from specdecode.evaluate.metrics import paired, rate
 from specdecode.jsonl import read_records, write_json, write_jsonl
 from specdecode.records import TraceRecord
@@ -127,7 +128,7 @@ def replay_stage(
     registry = load_registry(folder / "tools.yaml")
     fit(folder / "train.jsonl", out / name / "fitted")
     needs_model = any(p in MODELS for p in predictors)
-    backend = make_backend("hf", MODEL, str(adapter)) if needs_model else None
+    backend = make_backend("hf", MODEL, str(adapter), dtype=args.dtype) if needs_model else None
     built = build_predictors(
         predictors,
         out / name / "fitted",
@@ -240,9 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--latency-samples", type=int, default=8)
     parser.add_argument(
+        "--dtype",
+        default=None,
+        help="weights' dtype for the model predictors (default: the demo's choice, bfloat16 on CPUs "
+        "with AMX/AVX512-BF16, else auto)",
+    )
+    parser.add_argument(
         "--predictors", default=",".join(TABLES + MODELS), help="replayed predictors, comma-separated"
     )
     args = parser.parse_args(argv)
+    args.dtype = args.dtype or inference_dtype()
     out: Path = args.out
     sets = [s for s in args.sets.split(",") if s]
     predictors = [p for p in args.predictors.split(",") if p]
@@ -278,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "adapter": adapter,
             "predictors": predictors,
             "new": args.max_new_tokens,
+            "dtype": args.dtype,
             "calibration": FIT_VERSION,  # a changed fit_platt refits verify and replays its rows
         }
         stage(out, f"replay-{name}", key, lambda n=name: replay_stage(out, n, predictors, args, adapter_dir))
