@@ -13,7 +13,9 @@ Stages (a rerun reuses every finished stage whose inputs and settings are unchan
 4. replay — every predictor on each set's test split (hit@1/hit@k, intervals, McNemar, simulation);
             ``verify`` calibrates its probabilities on the set's validation split;
 5. table  — hit@1 by name and by name + arguments with 95 % intervals, McNemar against ``pattern``,
-            simulated speed-up and wasted calls per step, per set and pooled over both sets;
+            simulated speed-up and wasted calls per step, and the fewest wasted calls per step at
+            which the launch policy (swept over λ) saves as much time as ``pattern`` launching its top
+            guess, per set and pooled over both sets;
             printed, and written to OUT/results.md and OUT/results.json.
 
 Latency model of the simulation: the actor thinks 2 s per step, tools take log-normal(0, 0.6) s
@@ -167,6 +169,13 @@ def _pct(r: dict[str, Any]) -> str:
     return f"{100 * r['mean']:.1f} [{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]"
 
 
+def wasted_at(frontier: list[dict[str, Any]], saved: float) -> float | None:
+    """The fewest wasted calls per step at which the launch policy (swept over λ) saves at least
+    ``saved`` seconds (None: no λ saves that much)."""
+    reach = [f["wasted_per_step"] for f in frontier if f["time_saved_seconds"] >= saved - 1e-9]
+    return min(reach) if reach else None
+
+
 def results(out: Path, sets: list[str], predictors: list[str]) -> dict[str, Any]:
     """Per set and pooled: rates with intervals, McNemar vs pattern, simulation per step."""
     table: dict[str, Any] = {}
@@ -178,6 +187,7 @@ def results(out: Path, sets: list[str], predictors: list[str]) -> dict[str, Any]
             rows = _rows(out, name)
             summary = json.loads((out / name / "replay" / "summary.json").read_text(encoding="utf-8"))
             sims = {p: summary[p]["simulation"] for p in predictors}
+            frontiers = {p: summary[p].get("frontier", []) for p in predictors}
             for p in predictors:
                 pooled[p] += rows[p]
         block: dict[str, Any] = {}
@@ -197,21 +207,43 @@ def results(out: Path, sets: list[str], predictors: list[str]) -> dict[str, Any]
                 sim = sims[p]
                 entry["speedup"] = sim["speedup"]
                 entry["wasted_calls_per_step"] = sim["wasted_calls"] / max(sim["steps"], 1)
+                if "pattern" in sims:
+                    entry["wasted_at_pattern_saving"] = wasted_at(
+                        frontiers[p], sims["pattern"]["time_saved_seconds"]
+                    )
             block[p] = entry
         table[name] = block
     return table
 
 
-def markdown(table: dict[str, Any], predictors: list[str]) -> list[str]:
+def gates(out: Path, sets: list[str]) -> dict[str, Any]:
+    """Per set: ``verify``'s validation comparison of its best model fit with the table's ranking."""
+    found = {}
+    for name in sets:
+        path = out / name / "replay" / "calibration.json"
+        fit = json.loads(path.read_text(encoding="utf-8")).get("verify", {}) if path.exists() else {}
+        if fit.get("versus_table"):
+            found[name] = {**fit["versus_table"], "validation_steps": fit.get("steps")}
+    return found
+
+
+def markdown(table: dict[str, Any], predictors: list[str], gate: dict[str, Any] | None = None) -> list[str]:
     lines = []
+    for name, g in (gate or {}).items():
+        verdict = "model used" if g["model_chosen"] else "the table's ranking kept, no model run"
+        lines.append(
+            f"verify on {name}'s {g['validation_steps']} validation steps, best model fit vs the table's "
+            f"ranking: {g['wins']}/{g['ties']}/{g['losses']}, p = {g['mcnemar_p']:.2g}: {verdict}"
+        )
+    lines += [""] if gate else []
     for name, block in table.items():
         steps = next(iter(block.values()))["steps"]
         lines += [
             f"**{name}** ({steps} test steps)",
             "",
             "| predictor | name hit@1 % | name + args hit@1 % | hit@3 % | vs pattern (W/T/L, McNemar p) "
-            "| speed-up | wasted calls / step |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| speed-up | wasted calls / step | wasted / step at pattern's saving |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for p in predictors:
             e = block[p]
@@ -219,9 +251,11 @@ def markdown(table: dict[str, Any], predictors: list[str]) -> list[str]:
             vs_text = f"{vs['wins']}/{vs['ties']}/{vs['losses']}, p = {vs['mcnemar_p']:.2g}" if vs else "–"
             speed = f"{e['speedup']:.3f}×" if "speedup" in e else "–"
             wasted = f"{e['wasted_calls_per_step']:.2f}" if "wasted_calls_per_step" in e else "–"
+            at = e.get("wasted_at_pattern_saving")
+            at_text = f"{at:.2f}" if at is not None else ("–" if "speedup" not in e else "never")
             lines.append(
                 f"| {p} | {_pct(e['name_hit_at_1'])} | {_pct(e['hit_at_1'])} | {_pct(e['hit_at_k'])} | "
-                f"{vs_text} | {speed} | {wasted} |"
+                f"{vs_text} | {speed} | {wasted} | {at_text} |"
             )
         lines.append("")
     return lines
@@ -291,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         }
         stage(out, f"replay-{name}", key, lambda n=name: replay_stage(out, n, predictors, args, adapter_dir))
     table = results(out, sets, predictors)
-    lines = markdown(table, predictors)
-    write_json(out / "results.json", {"train": trained, "table": table, "key": _digest(train_key)})
+    gate = gates(out, sets)
+    lines = markdown(table, predictors, gate)
+    write_json(
+        out / "results.json",
+        {"train": trained, "table": table, "verify_gate": gate, "dtype": args.dtype}
+        | {"key": _digest(train_key)},
+    )
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     losses = [trained.get(k) for k in ("initial_eval_loss", "final_eval_loss")]
