@@ -217,7 +217,7 @@ def test_the_model_earns_its_place_only_with_significantly_more_validation_hits(
     gate = few.versus_table
     assert (gate["wins"], gate["losses"], gate["model_chosen"]) == (2, 0, False)
     assert gate["mcnemar_p"] == pytest.approx(0.5)
-    assert few.a == 0.0 and few.prior > 0 and not few.uses_model
+    assert few.a == 0.0 and few.prior == 1.0 and not few.uses_model
     assert _hit_at_1(few, _table_vs_model(1)) == pytest.approx(9 / 12)  # the table's ranking
     many = fit_calibration(_table_vs_model(4))
     assert many.uses_model and _hit_at_1(many, _table_vs_model(4)) == pytest.approx(11 / 12)
@@ -226,31 +226,36 @@ def test_the_model_earns_its_place_only_with_significantly_more_validation_hits(
     assert fit_calibration(_table_vs_model(4), gate=1e-30).uses_model is False  # an impossible gate
 
 
-def test_verify_that_keeps_the_table_runs_no_forward_pass(tiny_backend, monkeypatch) -> None:
-    """With the table's ranking kept on validation, ``verify`` ranks the drafts by the table's
-    prior without calling the model, and its top call is the table's."""
+def test_verify_that_keeps_the_table_answers_as_the_table_without_the_model(
+    tiny_backend, monkeypatch
+) -> None:
+    """Where validation kept the table, ``verify`` ranks its drafts by the pattern table's own
+    probabilities (the ones ``pattern`` gives the same calls), and the model is never called."""
     table = PatternPredictor.fit(synthesize(40, seed=0))
     verify = VerifyPredictor(table, DraftScorer(tiny_backend, adapter=False))
-    verify.calibration = Calibration(a=0.0, prior=1.0, b=0.5, generate=False)
+    verify.calibration = Calibration(a=0.0, prior=1.0)
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the model was called")
 
     monkeypatch.setattr(verify.scorer, "score", forbidden)
+    monkeypatch.setattr(tiny_backend.model, "forward", forbidden)
     contexts = [c for t in synthesize(3, seed=2) for c in contexts_of(t, REG)]
     for context, prediction in zip(contexts, verify.predict_many(contexts, k=3)):
-        calls, priors = verify.valid_drafts(context)
-        if not calls:
-            continue
-        assert prediction.calls[0] == calls[priors.index(max(priors))]
         assert prediction.probs == sorted(prediction.probs, reverse=True)
+        assert len(prediction.calls) == min(3, len(verify.valid_drafts(context)[0]))
+        tables = {(call.tool_name, str(call.arguments)): p for call, p in table.scored(context, 32)}
+        for call, p in zip(prediction.calls, prediction.probs):
+            assert tables[(call.tool_name, str(call.arguments))] == pytest.approx(p, abs=1e-12)
+    assert len(verify.measure_latency(contexts[:3])) == 3
 
 
 def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend, monkeypatch) -> None:
-    """Every validation step asks for a generated call (``generate_below`` > 1). Under the fitted
-    calibration the generated calls, which no draft matches, never reach the top, so generation is
-    switched off and the test split generates nothing; under a calibration that ranks them first
-    (a negative prior weight, set by hand) they are the hits and generation is kept."""
+    """Every validation step asks for a generated call (``generate_below`` > 1); the gold calls are
+    the model's own, which no draft matches, so calibrating keeps the table and generates nothing.
+    Under the table's ranking the generated calls never reach the top, so generation is switched
+    off; under a calibration that ranks them first (a negative prior weight, set by hand) they are
+    the hits and generation is kept."""
     from specdecode.speculate.predictors import ModelPredictor
 
     train, val, test = synthesize(40, seed=0), synthesize(3, seed=1), synthesize(2, seed=2)
@@ -277,21 +282,21 @@ def test_generation_is_kept_only_where_it_adds_hits_on_validation(tiny_backend, 
     reused = tiny_backend.reused_tokens
     assert generator.first_calls(contexts, 16) == made and tiny_backend.reused_tokens > reused
     monkeypatch.undo()
-    report = verify.calibrate(contexts, made, same_call)
-    check = report["generation"]
-    assert check["steps"] == len(contexts) and check["hits_with"] <= check["hits_without"]
-    assert check["kept"] is False and verify.calibration.generate is False
+    report = verify.calibrate(contexts, made, same_call)  # no draft is ever right: the table is kept
+    assert report["generation"] == {
+        "steps": 0, "hits_with": 0, "hits_without": 0, "kept": False, "table_kept": True
+    }  # fmt: skip
+    assert verify.calibration.generate is False and not verify.calibration.uses_model
     verify.predict_many([c for t in test for c in contexts_of(t, REG)], k=3)
     assert verify.generated == 0
-    verify.calibration = Calibration(a=0.0, prior=-1.0)
     verify.scorer.reset()
-    check = verify.validate_generation(
-        contexts,
-        made,
-        same_call,
-        drafts,
-        [(verify.scorer.score(c, d), verify.valid_drafts(c)[1], None) for c, d in zip(contexts, drafts)],
-    )
+    scored = [(verify.scorer.score(c, d), verify.valid_drafts(c)[1], None) for c, d in zip(contexts, drafts)]
+    verify.calibration = Calibration(a=0.0, prior=1.0)  # the table's ranking: generated calls last
+    check = verify.validate_generation(contexts, made, same_call, drafts, scored)
+    assert check["steps"] == len(contexts) and check["hits_with"] <= check["hits_without"]
+    assert check["kept"] is False
+    verify.calibration = Calibration(a=0.0, prior=-1.0)  # by hand: generated calls first
+    check = verify.validate_generation(contexts, made, same_call, drafts, scored)
     assert check["kept"] is True and check["hits_with"] >= 3 > check["hits_without"]
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-FIT_VERSION = 5  # bumped when the fit changes: stored fits of an older version are refitted
+FIT_VERSION = 6  # bumped when the fit changes: stored fits of an older version are refitted
 PRIOR_FLOOR = 1e-6  # the smallest table probability a candidate's log prior is taken of
 MODEL_GATE_P = 0.05  # the model's scores enter only where validation shows them better than the table
 
@@ -117,7 +117,7 @@ def fit_platt(
     return a, b
 
 
-FEATURE_SETS = (("model",), ("model", "prior"), ("prior",))
+FEATURE_SETS = (("model",), ("model", "prior"))
 
 
 def _top_hits(
@@ -144,23 +144,21 @@ def fit_calibration(
     every draft's (sum of log-probabilities, tokens), the table's probability of it and whether
     it was the actor's call.
 
-    Logistic fits of the model's share (summed or length-normalised scores), the table's prior,
-    or both; only fits whose weights are all non-negative are admissible (a draft the model or
-    the table finds likelier never gets a lower probability). The best fit with the model's
-    scores (validation hit@1, ties: the lower log-loss) is then held against the table's own
+    Logistic fits of the model's share (summed or length-normalised scores), alone or with the
+    log of the table's prior; only fits whose weights are all non-negative are admissible (a
+    draft the model or the table finds likelier never gets a lower probability). The best of them
+    (validation hit@1, ties: the lower log-loss) is then held against the table's own
     ranking on the same steps, and the model earns its place only when it is right on
-    significantly more of them (more wins than losses, exact McNemar p < ``gate``); otherwise
-    the table's ranking is kept (its prior alone, calibrated), and the model is not run. The
-    comparison is kept in ``versus_table``. With nothing to fit: the table's ranking (``prior`` =
-    1, ``a`` = 0)."""
+    significantly more of them (more wins than losses, exact McNemar p < ``gate``); otherwise,
+    and with nothing to fit, the table is kept (``a`` = 0, ``prior`` = 1: its own ranking; the
+    predictor then answers with the table's calls and probabilities and runs no model). The
+    comparison is kept in ``versus_table``."""
     from specdecode.evaluate.metrics import paired
 
     table = Calibration(a=0.0, prior=1.0, steps=len(steps))
     best: tuple[tuple[int, float], Calibration] | None = None
     for normalise in (False, True):
         for features in FEATURE_SETS:
-            if normalise and "model" not in features:
-                continue  # the same fit as without
             shape = Calibration(normalise=normalise)
             xs, ys, labels = [], [], []
             for scores, priors, step_labels in steps:
@@ -179,9 +177,6 @@ def fit_calibration(
             fitted = Calibration(
                 named.get("model", 0.0), b, normalise, len(steps), prior=named.get("prior", 0.0)
             )
-            if "model" not in features:
-                table = fitted if fitted.prior > 0 else table
-                continue
             hits, loss = _top_hits(fitted, steps)
             rank = (sum(hits), -loss)
             if best is None or rank > best[0]:

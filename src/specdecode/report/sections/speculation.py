@@ -211,7 +211,7 @@ def gate_paras(s: ReplaySummary) -> list[Para]:
         verdict = (
             "its model's scores rank the drafts"
             if g.model_chosen
-            else "so it keeps the table's ranking (calibrated) and runs no forward pass"
+            else "so it answers with the table's own calls and probabilities and runs no model"
         )
         out.append(
             Para(

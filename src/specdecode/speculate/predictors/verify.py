@@ -22,10 +22,11 @@ actor's call, including the steps where no draft was right. Whether the table's 
 (``w`` ≠ 0) is chosen on validation hit@1: where the model's scores know less than the table, the
 fit leans on the table; weights are never negative. The model's scores are used only where, on
 the validation steps, the best fit with them puts the actor's call first significantly more
-often than the table's own ranking (exact McNemar p < 0.05); elsewhere ``verify`` keeps the
-table's ranking, calibrated, and runs no forward pass. When no draft is likely enough, one
-constrained call is generated as well (the model's own arguments, beyond what the tables can
-propose) and scored with the drafts, if on the validation split that added top-1 hits.
+often than the table's own ranking (exact McNemar p < 0.05); elsewhere ``verify`` ranks the
+drafts by the table's own probabilities (those ``pattern`` gives them) and runs no model. When
+no draft is likely enough, one constrained call is generated as well (the model's own arguments,
+beyond what the tables can propose) and scored with the drafts, if on the validation split that
+added top-1 hits.
 """
 
 from __future__ import annotations
@@ -286,19 +287,14 @@ class VerifyPredictor(Predictor):
     def scored(self, context: StepContext) -> list[tuple[ToolCall, float, tuple[float, int]]]:
         """Every candidate with its calibrated probability and raw score, most likely first."""
         calls, priors = self.valid_drafts(context)
-        scores = self.scores(context, calls)
+        if not self.calibration.uses_model:  # validation kept the table: its probabilities, no model
+            return sorted(zip(calls, priors, [(0.0, 0)] * len(calls)), key=lambda t: -t[1])
+        scores = self.scorer.score(context, calls)
         probs = self.calibration.probabilities(scores, priors) if scores else []
         if self.calibration.generate and self.unlikely(probs):
             calls, priors, scores = self.with_generated(context, calls, priors, scores)
             probs = self.calibration.probabilities(scores, priors) if scores else []
         return sorted(zip(calls, probs, scores), key=lambda t: -t[1])
-
-    def scores(self, context: StepContext, calls: Sequence[ToolCall]) -> list[tuple[float, int]]:
-        """The model's scores of ``calls``; where validation kept the table's ranking
-        (``calibration.uses_model`` false) no forward pass, a zero-token score each."""
-        if not self.calibration.uses_model:
-            return [(0.0, 0)] * len(calls)
-        return self.scorer.score(context, calls)
 
     def unlikely(self, probs: Sequence[float]) -> bool:
         """No draft is likely enough: a generated call should join them (when there is a generator)."""
@@ -327,7 +323,7 @@ class VerifyPredictor(Predictor):
         self.generated += 1
         tool_probs = dict(self.table.tools.ranked(context))
         extra_priors = [tool_probs.get(c.tool_name, 0.0) * GENERATED_ARGUMENTS_PRIOR for c in extra]
-        return calls + extra, priors + extra_priors, scores + self.scores(context, extra)
+        return calls + extra, priors + extra_priors, scores + self.scorer.score(context, extra)
 
     @contextmanager
     def _session(self, cached_prefix: bool = True) -> Iterator[None]:
@@ -392,12 +388,15 @@ class VerifyPredictor(Predictor):
         fitted = fit_calibration(steps)
         probs, labels = [], []
         for scores, priors, step_labels in steps:
-            if scores:
-                probs += fitted.probabilities(scores, priors)
+            if scores:  # the table kept: its own probability of each draft
+                probs += fitted.probabilities(scores, priors) if fitted.uses_model else list(priors)
                 labels += step_labels
         diagram = reliability(probs, labels)
         self.calibration = replace(fitted, ece=diagram["ece"])
-        check = self.validate_generation(contexts, gold, matcher, drafts, steps)
+        if fitted.uses_model:
+            check = self.validate_generation(contexts, gold, matcher, drafts, steps)
+        else:  # the table's calls and probabilities are verify's; nothing is generated
+            check = {"steps": 0, "hits_with": 0, "hits_without": 0, "kept": False, "table_kept": True}
         self.calibration = replace(self.calibration, generate=check["kept"])
         self.scorer.reset()
         return {**self.calibration.as_dict(), "reliability": diagram, "generation": check}
