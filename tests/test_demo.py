@@ -37,6 +37,8 @@ def test_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert "report.html" in first.stdout + first.stderr
     assert "<img" in html and "Speculation" in html
+    # verify's validation gate (its model's scores against the table's ranking) is reported
+    assert "against the table's own ranking (hit@1)" in (out / "report.md").read_text()
     # A rerun with the same settings reuses every stage and only rewrites the report.
     stages = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
     again = run_cli("demo", "--out", out, "--n", "24", "--max-steps", "4", check=True, timeout=600)
