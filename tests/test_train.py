@@ -96,6 +96,7 @@ def test_the_final_model_is_not_evaluated_twice(
     eval_steps: int,
     save_steps: int,
     evaluated_at: list[int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Evaluations: one before training and one per ``eval_steps``; the final loss is the one
     measured at the kept step (the reloaded best checkpoint, or the last step when validation comes
@@ -116,6 +117,8 @@ def test_the_final_model_is_not_evaluated_twice(
         learning_rate=1e-2,
     )
     config.validate_run()
+    released: list[int] = []
+    monkeypatch.setattr("specdecode.train.batching.release_freed_memory", lambda: released.append(1) or True)
     run = setup(config)
     losses: list[float] = []
     evaluate = run.trainer.evaluate
@@ -128,6 +131,8 @@ def test_the_final_model_is_not_evaluated_twice(
     run.trainer.evaluate = counted
     summary = train_model(config, run)
     assert len(losses) == len(evaluated_at)
+    # CPU training hands freed memory back after every update and every validation pass.
+    assert len(released) == config.max_steps + len(evaluated_at)
     assert summary["final_eval_loss"] == summary["best_eval_loss"] == min(losses[1:])
     if len(evaluated_at) == 2:
         assert summary["final_eval_loss"] == losses[-1]

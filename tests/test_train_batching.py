@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_cli, tiny_train_args
-from specdecode.train.batching import GIB, ModelShape, TokenBudgetCollator, pack_by_tokens, plan_memory
+from specdecode.train.batching import (
+    GIB,
+    ModelShape,
+    TokenBudgetCollator,
+    pack_by_tokens,
+    plan_memory,
+    release_freed_memory,
+)
 
 SMOL = ModelShape(layers=30, hidden=576, intermediate=1536, heads=9, vocab=49152, parameters=134_515_008)
 
@@ -122,3 +129,22 @@ def test_token_budget_trains_the_same_updates(tiny_qwen3: Path, synth_split: Pat
     assert "micro-batches ≤ 400 tokens" in resumed.stderr
     again = json.loads((budget / "training_summary.json").read_text())
     assert again["global_step"] == 10 and again["memory"]["max_tokens_per_batch"] == 400
+
+
+def _resident_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc (Linux)")
+def test_freed_memory_goes_back_to_the_system() -> None:
+    # Many small blocks (below glibc's mmap threshold, so from the heap), every other one freed:
+    # the holes stay resident until the allocator is told to trim.
+    blocks = [bytearray(16_000) for _ in range(20_000)]  # ~320 MB, written (resident)
+    del blocks[::2]
+    held = _resident_mib()
+    if not release_freed_memory():
+        pytest.skip("no glibc malloc_trim here")
+    assert held - _resident_mib() > 100, "freed heap memory stayed resident"
+    del blocks

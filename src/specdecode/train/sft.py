@@ -34,6 +34,7 @@ from specdecode.train.batching import (
     ModelShape,
     free_memory_bytes,
     measured_peak_gib,
+    memory_release_callback,
     plan_memory,
 )
 from specdecode.train.checkpoints import existing_checkpoints, last_complete_checkpoint
@@ -305,9 +306,9 @@ def setup(config: TrainConfig) -> Run:
         target_modules="all-linear",
         task_type="CAUSAL_LM",
     )
-    callbacks = (
-        [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []
-    )
+    callbacks = [memory_release_callback()]  # CPU: freed activations back to the system each update
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
     trainer = speculator_trainer()(
         model=model,
         args=_training_args(config),
