@@ -22,6 +22,7 @@ from integration_scenario import (
     executor,
     run_add_note,
     run_search,
+    saving_agrees,
 )
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -71,12 +72,12 @@ def scripted_model() -> ScriptedChat:
     return ScriptedChat(messages=iter([*replies, AIMessage(content=ANSWER)]))
 
 
-def check_run(messages, ex: SpeculativeExecutor, base: float, wall: float) -> None:
+def check_run(messages, ex: SpeculativeExecutor, base: float, wall: float) -> tuple[float, float]:
     tool_messages = [m for m in messages if isinstance(m, ToolMessage)]
     assert [m.tool_call_id for m in tool_messages] == [f"call-{i}" for i in range(len(CALLS))]
     assert [m.content for m in tool_messages] == OBSERVATIONS
     assert messages[-1].content == ANSWER
-    check_speculated_run(ex, base, wall)
+    return check_speculated_run(ex, base, wall)
 
 
 def run_agent(spec: LangGraphSpeculation | None) -> tuple[float, list]:
@@ -88,16 +89,20 @@ def run_agent(spec: LangGraphSpeculation | None) -> tuple[float, list]:
 
 def test_create_agent_middleware_hits_misses_and_time_saved():
     run_agent(None)  # warm up
-    RUNS.clear()
-    base, _plain = run_agent(None)
-    assert len(RUNS) == 5
-    RUNS.clear()
-    ex = executor()
-    try:
-        wall, messages = run_agent(LangGraphSpeculation(ex, [search, add_note]))
-        check_run(messages, ex, base, wall)
-    finally:
-        ex.close()
+
+    def play() -> tuple[float, float]:
+        RUNS.clear()
+        base, _plain = run_agent(None)
+        assert len(RUNS) == 5
+        RUNS.clear()
+        ex = executor()
+        try:
+            wall, messages = run_agent(LangGraphSpeculation(ex, [search, add_note]))
+            return check_run(messages, ex, base, wall)
+        finally:
+            ex.close()
+
+    saving_agrees(play)
 
 
 def build_graph(spec: LangGraphSpeculation | None):
@@ -129,16 +134,20 @@ def test_langgraph_tool_node_async():
         out = await graph.ainvoke({"messages": [HumanMessage(QUESTION)]})
         return time.perf_counter() - started, out["messages"]
 
-    asyncio.run(run(None))
-    RUNS.clear()
-    base, _ = asyncio.run(run(None))
-    RUNS.clear()
-    ex = executor()
-    try:
-        wall, messages = asyncio.run(run(LangGraphSpeculation(ex, [search, add_note])))
-        check_run(messages, ex, base, wall)
-    finally:
-        ex.close()
+    asyncio.run(run(None))  # warm up
+
+    def play() -> tuple[float, float]:
+        RUNS.clear()
+        base, _ = asyncio.run(run(None))
+        RUNS.clear()
+        ex = executor()
+        try:
+            wall, messages = asyncio.run(run(LangGraphSpeculation(ex, [search, add_note])))
+            return check_run(messages, ex, base, wall)
+        finally:
+            ex.close()
+
+    saving_agrees(play)
 
 
 def test_history_from_messages():

@@ -20,6 +20,7 @@ from integration_scenario import (
     executor,
     run_add_note,
     run_search,
+    saving_agrees,
 )
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
@@ -70,28 +71,32 @@ def test_pydantic_ai_hits_misses_and_time_saved(mode):
         return time.perf_counter() - started, result
 
     asyncio.run(run(None))  # warm up
-    RUNS.clear()
-    base, result = asyncio.run(run(None))
-    assert result.output == ANSWER
-    RUNS.clear()
-    ex = executor()
-    try:
-        wall, result = asyncio.run(run(PydanticAISpeculation(ex, [search, add_note])))
+
+    def play() -> tuple[float, float]:
+        RUNS.clear()
+        base, result = asyncio.run(run(None))
         assert result.output == ANSWER
-        returns = [
-            (p.tool_call_id, p.content)
-            for m in result.all_messages()
-            if isinstance(m, ModelRequest)
-            for p in m.parts
-            if isinstance(p, ToolReturnPart)
-        ]
-        assert returns == [
-            ("call-0", "results for a"), ("call-1", "results for b"), ("call-2", "saved"),
-            ("call-3", "results for c"), ("call-4", "results for d"),
-        ]  # fmt: skip
-        check_speculated_run(ex, base, wall)
-    finally:
-        ex.close()
+        RUNS.clear()
+        ex = executor()
+        try:
+            wall, result = asyncio.run(run(PydanticAISpeculation(ex, [search, add_note])))
+            assert result.output == ANSWER
+            returns = [
+                (p.tool_call_id, p.content)
+                for m in result.all_messages()
+                if isinstance(m, ModelRequest)
+                for p in m.parts
+                if isinstance(p, ToolReturnPart)
+            ]
+            assert returns == [
+                ("call-0", "results for a"), ("call-1", "results for b"), ("call-2", "saved"),
+                ("call-3", "results for c"), ("call-4", "results for d"),
+            ]  # fmt: skip
+            return check_speculated_run(ex, base, wall)
+        finally:
+            ex.close()
+
+    saving_agrees(play)
 
 
 def test_history_from_messages():
