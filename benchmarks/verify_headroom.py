@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from specdecode.jsonl import read_records
 from specdecode.models import adapter_form
 from specdecode.records import TraceRecord
 from specdecode.registry import load_registry
-from specdecode.speculate.calibration import MODEL_GATE_P
+from specdecode.speculate.calibration import MODEL_GATE_P, Calibration
 from specdecode.speculate.match import make_matcher
 from specdecode.speculate.predictors import DraftScorer, VerifyPredictor, contexts_of
 from specdecode.speculate.predictors.table import PatternPredictor
@@ -65,7 +64,7 @@ def wins_needed(gate: float = MODEL_GATE_P) -> int:
 def step_row(verify: VerifyPredictor, context: Any, gold: Any, matcher: Any) -> dict[str, Any]:
     """One step's drafts: which are right, the table's probabilities, the adapter's scores."""
     calls, priors = verify.valid_drafts(context)
-    scores = [s for s, _ in verify.scorer.score(context, calls)]
+    scores = verify.scorer.score(context, calls)  # (sum of log-probabilities, tokens) per draft
     return {"labels": [bool(matcher(c, gold)) for c in calls], "priors": priors, "scores": scores}
 
 
@@ -73,7 +72,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out = {"steps": len(rows), "among": 0, "table": 0, "model": 0, "headroom": 0, "model_there": 0}
     top_right, table_conf, model_conf = [], [], []
     for r in rows:
-        labels, priors, scores = r["labels"], r["priors"], r["scores"]
+        labels, priors, scores = r["labels"], r["priors"], [s for s, _ in r["scores"]]
         if not labels:
             continue
         t = max(range(len(priors)), key=priors.__getitem__)
@@ -84,11 +83,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if any(labels) and not labels[t]:
             out["headroom"] += 1
             out["model_there"] += labels[m]
-        z = max(scores)
-        share = math.exp(scores[t] - z) / sum(math.exp(s - z) for s in scores)
         top_right.append(labels[t])
         table_conf.append(priors[t])
-        model_conf.append(share)
+        model_conf.append(Calibration().shares(r["scores"])[t])  # summed, as verify scores them
     out["auc_table"], out["auc_model"] = auc(table_conf, top_right), auc(model_conf, top_right)
     return out
 
