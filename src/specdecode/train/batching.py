@@ -17,6 +17,7 @@ without it, and a run that cannot fit one example even then stops before trainin
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -321,21 +322,29 @@ def measured_peak_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 2)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs a subprocess); None without it."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def release_freed_memory() -> bool:
     """Hand the memory the C allocator keeps after tensors are freed back to the system
     (glibc's ``malloc_trim``). Training on a CPU frees gigabytes of activations per update in
     pieces of many sizes; without this the freed pieces stay in the process, fragmented, and its
     resident memory grows update after update past the planned peak. False where there is no
     glibc (macOS, musl, Windows): nothing done."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    trim = _malloc_trim()
+    if trim is None:
         return False
     trim(0)
     return True
